@@ -1,0 +1,28 @@
+# Tharga Communication for Go. `make help` lists the targets.
+GO            ?= go
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+GOVULNCHECK   := golang.org/x/vuln/cmd/govulncheck@v1.1.4
+FUZZTIME      ?= 30s
+BENCHCOUNT    ?= 5
+
+.PHONY: help test demo lint fuzz bench
+
+help: ## List the targets.
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+test: ## Run every test with the race detector.
+	$(GO) test -race -count=1 ./...
+
+demo: ## Run the quickstart: a server and a client exchanging every kind of message.
+	$(GO) run ./examples/quickstart
+
+lint: ## go vet, gofmt, staticcheck and govulncheck (pinned versions).
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(GOVULNCHECK) ./...
+
+fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
+	@for t in $$($(GO) test -list '^Fuzz' ./internal/wire/ | grep ^Fuzz); do \
+		echo "fuzz $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/wire/ || exit 1; \
+	done

@@ -1,0 +1,92 @@
+// Package communication is typed messaging between one server and many
+// connected clients over SignalR: fire-and-forget posts and
+// request-response in both directions, automatic reconnection, and wire
+// compatibility with the .NET library Tharga.Communication and the official
+// SignalR clients.
+//
+// # Server
+//
+// AddServer builds a [Server], an [http.Handler] that you mount on your own
+// mux; the library never owns the listener:
+//
+//	srv, err := communication.AddServer()
+//	communication.HandleSend(srv.Handlers(), communication.SendHandlerFunc[Ping, Pong](
+//		func(ctx context.Context, p Ping) (Pong, error) { return Pong{Reply: p.Message}, nil }))
+//	srv.Mount(mux) // "/hub" and "/hub/negotiate"
+//
+// The server posts to one client ([Server.Post]), to all ([Server.PostAll]),
+// and sends requests to one ([Send] with [Server.To]). Shutdown stops it
+// gracefully.
+//
+// # Client
+//
+// AddClient builds a [Client]; Start connects and the client stays
+// connected, reconnecting along its delays (0s, 2s, 10s, 30s, then every
+// 30s) until Close. Its state is observable with WithStateHandler and
+// IsConnected.
+//
+//	c, err := communication.AddClient(communication.WithServerAddress("https://host:5001"))
+//	err = c.Start(ctx)
+//	pong, err := communication.Send[Pong](ctx, c, Ping{Message: "hi"})
+//
+// # Handlers
+//
+// [PostHandler] and [SendHandler] are generic interfaces with func adapters
+// ([PostHandlerFunc], [SendHandlerFunc]). They are registered into a
+// [Handlers] set, keyed by message type; a package can build its own set
+// and hand it over in one call with [WithHandlers]. A handler learns who
+// sent the message with [SenderFrom].
+//
+// # Wire names
+//
+// Each message travels as {"type": name, "payload": json}. The default name
+// of a Go type is its package path and name ([TypeName]); give a type its
+// .NET assembly-qualified name with [WithName], [WithResponseName] or
+// [RegisterName] to talk to .NET peers. Incoming names match by full type
+// name, whatever assembly, version, culture or key token follows. Payloads
+// are encoding/json: fields without tags travel PascalCase, which is what
+// .NET's System.Text.Json expects.
+//
+// # Requests and correlation
+//
+// Any number of requests may be in flight on a connection, in both
+// directions. Each carries a correlation id that this library echoes in the
+// answer. A .NET Tharga peer echoes nothing, so answers without an id are
+// matched by what is safe with it: a .NET server answers one connection's
+// requests in order, so the oldest waiting request takes the answer (a
+// request whose caller gave up keeps its place, so that its late answer is
+// dropped rather than given to the next); a .NET client answers in any
+// order, so requests to it that could be answered with the same type are
+// sent one at a time. A late answer is always dropped.
+//
+// # Timeouts and cancellation
+//
+// Every blocking call takes a context. A request waits until its context's
+// deadline, or the send timeout (default 60s) when it has none; the
+// deadline travels with the request, so that the remote handler's context
+// ends when the caller stops waiting. A dropped connection fails the
+// requests pending on it at once with [ErrConnectionLost].
+//
+// # Ordering and concurrency
+//
+// Posts from one sender are handled one at a time in the order they were
+// sent; posts to one connection are delivered in the order they were made.
+// Requests run concurrently, up to WithMaxConcurrentRequests per connection;
+// past that the connection stops reading until one finishes. Sends are
+// queued per connection up to WithSendQueue bytes.
+//
+// # Errors
+//
+// Errors match the sentinels [ErrTimeout], [ErrNotConnected], [ErrClosed],
+// [ErrConnectionLost], [ErrUnknownType] with errors.Is; a failure reported
+// by the remote side is a [*RemoteError]. A handler that panics is answered
+// with an error and never takes the process down.
+//
+// # Transport
+//
+// The transport is github.com/philippseith/signalr. It runs the SignalR
+// session (negotiate, handshake, keep-alive, timeouts, server-sent events);
+// this package reads and writes the three protocol methods itself, so that
+// it can keep their order, return errors, bound memory and refuse every
+// other method a client might try to invoke.
+package communication

@@ -1,0 +1,109 @@
+package communication
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Compare with errors.Is: the errors returned by this
+// package wrap them with detail.
+var (
+	// ErrTimeout reports a request whose answer did not come before the
+	// deadline of its context (or the default send timeout). Errors that
+	// wrap it also match context.DeadlineExceeded.
+	ErrTimeout = errors.New("communication: request timed out")
+	// ErrNotConnected reports an operation that needs a connection when
+	// there is none (the client is between connections, or the server has
+	// no connection with that id).
+	ErrNotConnected = errors.New("communication: not connected")
+	// ErrClosed reports an operation on a closed Client or Server.
+	ErrClosed = errors.New("communication: closed")
+	// ErrConnectionLost reports a request that was pending on a
+	// connection when the connection dropped. It fails at once: it does
+	// not wait for its timeout.
+	ErrConnectionLost = errors.New("communication: connection lost")
+	// ErrUnknownType reports a message type with no handler on the
+	// receiving side. A RemoteError whose Code is CodeUnknownType matches it.
+	ErrUnknownType = errors.New("communication: unknown message type")
+	// ErrDuplicateType reports a second handler registered for the same
+	// message type (by wire name).
+	ErrDuplicateType = errors.New("communication: message type already registered")
+	// ErrUnauthorized reports a connection the server refused for its API key.
+	ErrUnauthorized = errors.New("communication: unauthorized")
+	// ErrSlowConsumer reports a connection dropped because it did not take
+	// the messages sent to it fast enough.
+	ErrSlowConsumer = errors.New("communication: slow consumer")
+	// ErrBadMessage reports a message that could not be encoded or decoded.
+	ErrBadMessage = errors.New("communication: bad message")
+)
+
+// Codes of a RemoteError, carried in the error answer as "Code" (which .NET
+// peers ignore). An error answer from a .NET peer has no code.
+const (
+	// CodeUnknownType: the receiver has no handler for the request's type.
+	CodeUnknownType = "unknown_type"
+	// CodeBadPayload: the payload did not decode into the registered type.
+	CodeBadPayload = "bad_payload"
+	// CodeHandlerError: the handler returned an error.
+	CodeHandlerError = "handler_error"
+	// CodeHandlerPanic: the handler panicked.
+	CodeHandlerPanic = "handler_panic"
+	// CodeTimeout: the handler did not finish before its deadline.
+	CodeTimeout = "timeout"
+)
+
+// RemoteError is a failure reported by the remote side in answer to a
+// request: the .NET error answer {"Error": "..."} in the request's type.
+type RemoteError struct {
+	// Type is the wire name of the request that failed.
+	Type string
+	// Message is the remote handler's error text.
+	Message string
+	// Code classifies the failure when the peer is this library; empty
+	// for .NET peers.
+	Code string
+}
+
+func (e *RemoteError) Error() string {
+	if e.Code != "" {
+		return fmt.Sprintf("communication: remote error (%s): %s", e.Code, e.Message)
+	}
+	return "communication: remote error: " + e.Message
+}
+
+// Is lets errors.Is(err, ErrUnknownType) match a remote unknown-type
+// answer, and errors.Is(err, ErrTimeout) a remote handler that ran out of
+// time (the caller's deadline travels with the request, so the remote side
+// may notice first).
+func (e *RemoteError) Is(target error) bool {
+	switch target {
+	case ErrUnknownType:
+		return e.Code == CodeUnknownType || isDotNetUnknown(e.Message)
+	case ErrTimeout:
+		return e.Code == CodeTimeout
+	}
+	return false
+}
+
+// isDotNetUnknown recognises the .NET original's error text for a type it
+// cannot resolve or has no handler for.
+func isDotNetUnknown(msg string) bool {
+	const a, b = "Cannot find handler for type", "Cannot find type"
+	return len(msg) >= len(b) && (hasPrefix(msg, a) || hasPrefix(msg, b))
+}
+
+func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
+
+// timeoutError wraps ErrTimeout and the context's error, so that both
+// errors.Is(err, ErrTimeout) and errors.Is(err, context.DeadlineExceeded)
+// hold.
+type timeoutError struct {
+	typ   string
+	cause error
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("%v: no answer to %s: %v", ErrTimeout, e.typ, e.cause)
+}
+
+func (e *timeoutError) Unwrap() []error { return []error{ErrTimeout, e.cause} }

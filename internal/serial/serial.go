@@ -1,0 +1,148 @@
+// Package serial runs functions one at a time, in the order they were
+// queued, on a goroutine that exists only while there is work.
+//
+// It keeps the posts of one connection in order without a goroutine per
+// idle connection: a connection that is quiet costs no goroutine at all.
+package serial
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// ErrClosed reports a Push after Close.
+var ErrClosed = errors.New("queue closed")
+
+// Queue is an ordered, bounded work queue. The zero value is not usable:
+// call New.
+type Queue struct {
+	mu      sync.Mutex
+	items   []func()
+	head    int
+	limit   int
+	running bool
+	closed  bool
+	waiting int // producers waiting for room
+	space   chan struct{}
+	idle    chan struct{} // closed when the drain goroutine exits
+	recover func(any)
+}
+
+// New returns a queue holding at most limit waiting functions. onPanic,
+// when not nil, is called with the value of a panic in a function; the
+// queue goes on with the next one.
+func New(limit int, onPanic func(any)) *Queue {
+	if limit < 1 {
+		limit = 1
+	}
+	idle := make(chan struct{})
+	close(idle)
+	return &Queue{limit: limit, space: make(chan struct{}), idle: idle, recover: onPanic}
+}
+
+// Push queues fn. When the queue is full it waits for room until ctx ends:
+// that is the backpressure on whoever produces the work.
+func (q *Queue) Push(ctx context.Context, fn func()) error {
+	q.mu.Lock()
+	for {
+		if q.closed {
+			q.mu.Unlock()
+			return ErrClosed
+		}
+		if len(q.items)-q.head < q.limit {
+			break
+		}
+		space := q.space
+		q.waiting++
+		q.mu.Unlock()
+		var err error
+		select {
+		case <-space:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		q.mu.Lock()
+		q.waiting--
+		if err != nil {
+			q.mu.Unlock()
+			return err
+		}
+	}
+	q.items = append(q.items, fn)
+	if !q.running {
+		q.running = true
+		q.idle = make(chan struct{})
+		go q.drain(q.idle)
+	}
+	q.mu.Unlock()
+	return nil
+}
+
+func (q *Queue) drain(idle chan struct{}) {
+	defer close(idle)
+	for {
+		q.mu.Lock()
+		if q.head == len(q.items) {
+			q.items = q.items[:0]
+			q.head = 0
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		fn := q.items[q.head]
+		q.items[q.head] = nil
+		q.head++
+		if q.head > 64 && q.head*2 > len(q.items) {
+			n := copy(q.items, q.items[q.head:])
+			clear(q.items[n:])
+			q.items = q.items[:n]
+			q.head = 0
+		}
+		if q.waiting > 0 {
+			close(q.space)
+			q.space = make(chan struct{})
+		}
+		q.mu.Unlock()
+		q.run(fn)
+	}
+}
+
+func (q *Queue) run(fn func()) {
+	defer func() {
+		if v := recover(); v != nil && q.recover != nil {
+			q.recover(v)
+		}
+	}()
+	fn()
+}
+
+// Close stops accepting work; queued functions still run. It wakes
+// producers waiting for room.
+func (q *Queue) Close() {
+	q.mu.Lock()
+	if !q.closed {
+		q.closed = true
+		close(q.space)
+		q.space = make(chan struct{})
+	}
+	q.mu.Unlock()
+}
+
+// Wait blocks until the queue is empty and its goroutine has exited, or
+// ctx ends.
+func (q *Queue) Wait(ctx context.Context) error {
+	for {
+		q.mu.Lock()
+		idle, running := q.idle, q.running
+		q.mu.Unlock()
+		if !running {
+			return nil
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,278 @@
+package communication
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Defaults shared by Server and Client. Each option's doc names its default.
+const (
+	DefaultKeepAliveInterval     = 15 * time.Second
+	DefaultClientTimeout         = 30 * time.Second
+	DefaultHandshakeTimeout      = 15 * time.Second
+	DefaultMaxMessageSize        = 32 << 10
+	DefaultMaxConcurrentRequests = 64
+	DefaultSendTimeout           = 60 * time.Second
+	DefaultHandlerTimeout        = 60 * time.Second
+	DefaultSendQueueBytes        = 4 << 20
+	DefaultWriteTimeout          = 10 * time.Second
+)
+
+// ServerOption configures a Server.
+type ServerOption interface{ applyServer(*serverConfig) }
+
+// ClientOption configures a Client.
+type ClientOption interface{ applyClient(*clientConfig) }
+
+// Option configures a Server or a Client alike.
+type Option interface {
+	ServerOption
+	ClientOption
+}
+
+// common are the settings a server and a client share.
+type common struct {
+	handlers         []*Handlers
+	logger           *slog.Logger
+	keepAlive        time.Duration
+	timeout          time.Duration
+	handshakeTimeout time.Duration
+	maxMessage       int
+	maxRequests      int
+	sendTimeout      time.Duration
+	handlerTimeout   time.Duration
+	sendQueueBytes   int
+	writeTimeout     time.Duration
+	invalid          []error
+}
+
+func defaultCommon() common {
+	return common{
+		logger:           slog.New(slog.DiscardHandler),
+		keepAlive:        DefaultKeepAliveInterval,
+		timeout:          DefaultClientTimeout,
+		handshakeTimeout: DefaultHandshakeTimeout,
+		maxMessage:       DefaultMaxMessageSize,
+		maxRequests:      DefaultMaxConcurrentRequests,
+		sendTimeout:      DefaultSendTimeout,
+		handlerTimeout:   DefaultHandlerTimeout,
+		sendQueueBytes:   DefaultSendQueueBytes,
+		writeTimeout:     DefaultWriteTimeout,
+	}
+}
+
+func (c *common) validate() error {
+	errs := append([]error(nil), c.invalid...)
+	if c.keepAlive <= 0 {
+		errs = append(errs, fmt.Errorf("keep-alive interval must be positive, got %v", c.keepAlive))
+	}
+	if c.timeout <= c.keepAlive {
+		errs = append(errs, fmt.Errorf("timeout (%v) must exceed the keep-alive interval (%v)", c.timeout, c.keepAlive))
+	}
+	if c.handshakeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("handshake timeout must be positive, got %v", c.handshakeTimeout))
+	}
+	if c.maxMessage < 1024 {
+		errs = append(errs, fmt.Errorf("maximum message size must be at least 1024 bytes, got %d", c.maxMessage))
+	}
+	if c.maxRequests < 1 {
+		errs = append(errs, fmt.Errorf("maximum concurrent requests must be at least 1, got %d", c.maxRequests))
+	}
+	if c.sendTimeout <= 0 || c.handlerTimeout <= 0 || c.writeTimeout <= 0 {
+		errs = append(errs, errors.New("send, handler and write timeouts must be positive"))
+	}
+	if c.sendQueueBytes < c.maxMessage {
+		errs = append(errs, fmt.Errorf("send queue (%d bytes) must hold at least one message (%d bytes)", c.sendQueueBytes, c.maxMessage))
+	}
+	return errors.Join(errs...)
+}
+
+type commonOption func(*common)
+
+func (o commonOption) applyServer(c *serverConfig) { o(&c.common) }
+func (o commonOption) applyClient(c *clientConfig) { o(&c.common) }
+
+// WithHandlers adds handler sets, typically one per package that
+// contributes handlers. A type registered in two sets is an error from
+// AddServer or AddClient.
+func WithHandlers(sets ...*Handlers) Option {
+	return commonOption(func(c *common) { c.handlers = append(c.handlers, sets...) })
+}
+
+// WithLogger sets the logger. Default: silent. The transport's own logging
+// (philippseith/signalr, which logs through go-kit) is bridged to it.
+func WithLogger(l *slog.Logger) Option {
+	return commonOption(func(c *common) {
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
+		}
+		c.logger = l
+	})
+}
+
+// WithKeepAliveInterval sets how often a ping goes to an idle peer.
+// Default: 15s (as .NET SignalR).
+func WithKeepAliveInterval(d time.Duration) Option {
+	return commonOption(func(c *common) { c.keepAlive = d })
+}
+
+// WithTimeout sets how long a connection may stay silent before it is
+// considered dead (the server's client timeout; the client's server
+// timeout). It must exceed the peer's keep-alive interval. Default: 30s.
+func WithTimeout(d time.Duration) Option {
+	return commonOption(func(c *common) { c.timeout = d })
+}
+
+// WithHandshakeTimeout bounds the SignalR handshake. Default: 15s.
+func WithHandshakeTimeout(d time.Duration) Option {
+	return commonOption(func(c *common) { c.handshakeTimeout = d })
+}
+
+// WithMaxMessageSize bounds one incoming hub message in bytes; a larger one
+// is dropped with a logged error and the connection goes on. Default: 32 KiB
+// (as .NET SignalR).
+func WithMaxMessageSize(n int) Option {
+	return commonOption(func(c *common) { c.maxMessage = n })
+}
+
+// WithMaxConcurrentRequests bounds how many incoming requests of one
+// connection run at once. Past it the connection stops reading until one
+// finishes: backpressure, not an unbounded number of goroutines. Default: 64.
+func WithMaxConcurrentRequests(n int) Option {
+	return commonOption(func(c *common) { c.maxRequests = n })
+}
+
+// WithSendTimeout sets how long a request waits for its answer when its
+// context has no deadline. Default: 60s (the .NET SendMessageTimeout).
+func WithSendTimeout(d time.Duration) Option {
+	return commonOption(func(c *common) { c.sendTimeout = d })
+}
+
+// WithHandlerTimeout bounds a handler's context when the sender did not say
+// how long it waits (a .NET peer, or a post). Default: 60s.
+func WithHandlerTimeout(d time.Duration) Option {
+	return commonOption(func(c *common) { c.handlerTimeout = d })
+}
+
+// WithSendQueue bounds the bytes queued for one connection and not yet
+// written. A Post waits for room until its context ends; a broadcast drops a
+// connection whose queue is full as a slow consumer. Default: 4 MiB.
+func WithSendQueue(bytes int) Option {
+	return commonOption(func(c *common) { c.sendQueueBytes = bytes })
+}
+
+// WithWriteTimeout bounds one write to a connection; a peer that does not
+// take the bytes in time is dropped as a slow consumer. Default: 10s.
+func WithWriteTimeout(d time.Duration) Option {
+	return commonOption(func(c *common) { c.writeTimeout = d })
+}
+
+// serverConfig is the Server's settings.
+type serverConfig struct {
+	common
+	pattern            string
+	originPatterns     []string
+	insecureSkipVerify bool
+}
+
+type serverOption func(*serverConfig)
+
+func (o serverOption) applyServer(c *serverConfig) { o(c) }
+
+// WithPattern sets the path the hub is mounted at, used by Server.Mount and
+// Server.Pattern. Default: "/hub".
+func WithPattern(pattern string) ServerOption {
+	return serverOption(func(c *serverConfig) { c.pattern = pattern })
+}
+
+// WithOriginPatterns sets the host patterns (path.Match syntax) whose pages
+// may open a WebSocket from another origin. Default: same origin only.
+func WithOriginPatterns(patterns ...string) ServerOption {
+	return serverOption(func(c *serverConfig) { c.originPatterns = append(c.originPatterns, patterns...) })
+}
+
+// WithInsecureSkipOriginCheck accepts WebSockets from any origin. Default:
+// off. For development only.
+func WithInsecureSkipOriginCheck() ServerOption {
+	return serverOption(func(c *serverConfig) { c.insecureSkipVerify = true })
+}
+
+// clientConfig is the Client's settings.
+type clientConfig struct {
+	common
+	address         string
+	pattern         string
+	reconnectDelays []time.Duration
+	protocol        Protocol
+	httpClient      *http.Client
+	headers         http.Header
+	onState         func(StateChange)
+	identity        identity
+}
+
+type clientOption func(*clientConfig)
+
+func (o clientOption) applyClient(c *clientConfig) { o(c) }
+
+// Protocol is a SignalR hub protocol.
+type Protocol uint8
+
+// The hub protocols a Client can speak. A Server speaks both.
+const (
+	// JSON is SignalR's JSON hub protocol, the only one .NET Tharga
+	// servers speak.
+	JSON Protocol = 1
+	// MessagePack is SignalR's MessagePack hub protocol, for Go and
+	// JavaScript peers.
+	MessagePack Protocol = 2
+)
+
+// WithServerAddress sets the server's base address ("https://host:5001").
+// Required.
+func WithServerAddress(addr string) ClientOption {
+	return clientOption(func(c *clientConfig) { c.address = addr })
+}
+
+// WithClientPattern sets the hub's path below the server address.
+// Default: "hub".
+func WithClientPattern(pattern string) ClientOption {
+	return clientOption(func(c *clientConfig) { c.pattern = pattern })
+}
+
+// WithReconnectDelays sets the waits between connection attempts, the
+// first connect included. The last delay repeats: the client never gives
+// up until it is closed. Default: 0s, 2s, 10s, 30s.
+func WithReconnectDelays(delays ...time.Duration) ClientOption {
+	return clientOption(func(c *clientConfig) { c.reconnectDelays = delays })
+}
+
+// WithProtocol chooses the hub protocol. Default: JSON.
+func WithProtocol(p Protocol) ClientOption {
+	return clientOption(func(c *clientConfig) { c.protocol = p })
+}
+
+// WithHTTPClient sets the HTTP client used for negotiate and the WebSocket
+// handshake (TLS settings, proxies). Default: http.DefaultClient.
+func WithHTTPClient(hc *http.Client) ClientOption {
+	return clientOption(func(c *clientConfig) { c.httpClient = hc })
+}
+
+// WithHeader adds a header to every connect request (negotiate and
+// WebSocket).
+func WithHeader(key, value string) ClientOption {
+	return clientOption(func(c *clientConfig) {
+		if c.headers == nil {
+			c.headers = http.Header{}
+		}
+		c.headers.Add(key, value)
+	})
+}
+
+// WithStateHandler sets a function called on every change of the
+// connection state, one call at a time, in order. Default: none.
+func WithStateHandler(f func(StateChange)) ClientOption {
+	return clientOption(func(c *clientConfig) { c.onState = f })
+}

@@ -1,0 +1,328 @@
+package communication
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/tharga/communication-go/internal/pending"
+	"github.com/tharga/communication-go/internal/serial"
+	"github.com/tharga/communication-go/internal/transport"
+	"github.com/tharga/communication-go/internal/wire"
+)
+
+// outbound writes protocol invocations to one connection, in call order.
+type outbound interface {
+	// Send queues one invocation; it waits for room in a full queue until
+	// ctx ends.
+	Send(ctx context.Context, target string, w *wire.Wrapper) error
+	// TrySend queues one invocation without waiting.
+	TrySend(target string, w *wire.Wrapper) error
+}
+
+// peer is the data plane of one connection, the same on both ends: it
+// runs the handlers for what arrives and matches answers to requests.
+type peer struct {
+	id       string
+	h        *Handlers
+	cfg      *common
+	log      *slog.Logger
+	out      outbound
+	pending  *pending.Table
+	posts    *serial.Queue
+	requests chan struct{} // semaphore: running request handlers
+	// life bounds post handlers (they outlive the connection: what
+	// arrived is handled); ctx bounds request handlers (their answer
+	// cannot outlive the connection).
+	life   context.Context
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // running request handlers
+
+	closeOnce sync.Once
+}
+
+func newPeer(life context.Context, id string, h *Handlers, cfg *common, out outbound, table *pending.Table) *peer {
+	ctx, cancel := context.WithCancel(life)
+	p := &peer{
+		id:       id,
+		h:        h,
+		cfg:      cfg,
+		log:      cfg.logger,
+		out:      out,
+		pending:  table,
+		requests: make(chan struct{}, cfg.maxRequests),
+		life:     life,
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+	p.posts = serial.New(1024, func(v any) {
+		p.log.Error("communication: post handler panicked", "connection", id, "panic", v, "stack", string(debug.Stack()))
+	})
+	return p
+}
+
+// HandleMessage implements transport.Inbound. It runs on the connection's
+// read goroutine, in arrival order.
+func (p *peer) HandleMessage(m *wire.Message) {
+	switch m.Target {
+	case wire.TargetPost:
+		p.handlePost(m)
+	case wire.TargetSend:
+		p.handleSend(m)
+	case wire.TargetResponse:
+		p.handleResponse(m)
+	}
+}
+
+func (p *peer) handlePost(m *wire.Message) {
+	if m.WrapperErr != nil {
+		p.log.Warn("communication: post dropped", "connection", p.id, "error", m.WrapperErr)
+		return
+	}
+	typ := m.Wrapper.Type
+	e := p.h.lookup(typ)
+	if e == nil || e.post == nil {
+		p.log.Warn("communication: post dropped", "connection", p.id, "type", typ, "error", ErrUnknownType)
+		return
+	}
+	payload := bytes.Clone(m.Wrapper.Payload)
+	err := p.posts.Push(p.ctx, func() {
+		ctx, cancel := context.WithTimeout(p.life, p.cfg.handlerTimeout)
+		defer cancel()
+		ctx = withSender(ctx, Sender{ConnectionID: p.id, Type: typ})
+		if err := e.post(ctx, payload); err != nil {
+			p.log.Warn("communication: post handler failed", "connection", p.id, "type", typ, "error", err)
+		}
+	})
+	if err != nil {
+		p.log.Warn("communication: post dropped", "connection", p.id, "type", typ, "error", err)
+	}
+}
+
+func (p *peer) handleSend(m *wire.Message) {
+	w := m.Wrapper
+	if m.WrapperErr != nil {
+		p.answerError(&w, fmt.Sprintf("Invalid message: %v", m.WrapperErr), CodeBadPayload)
+		return
+	}
+	e := p.h.lookup(w.Type)
+	if e == nil || e.send == nil {
+		p.answerError(&w, fmt.Sprintf("Cannot find handler for type '%s'.", wire.FullName(w.Type)), CodeUnknownType)
+		return
+	}
+	w.Payload = bytes.Clone(w.Payload)
+	select {
+	case p.requests <- struct{}{}:
+	case <-p.ctx.Done():
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() { <-p.requests }()
+		p.runSend(e, &w)
+	}()
+}
+
+func (p *peer) runSend(e *entry, w *wire.Wrapper) {
+	timeout := p.cfg.handlerTimeout
+	if w.TimeoutMillis > 0 {
+		timeout = time.Duration(w.TimeoutMillis) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, timeout)
+	defer cancel()
+	ctx = withSender(ctx, Sender{ConnectionID: p.id, Type: w.Type})
+	name, answer, err := p.callSend(ctx, e, w.Payload)
+	if err != nil {
+		code := CodeHandlerError
+		var he *handlerError
+		if errors.As(err, &he) {
+			code = he.code
+		}
+		if code == CodeHandlerError && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			code = CodeTimeout
+		}
+		p.answerError(w, err.Error(), code)
+		return
+	}
+	resp := wire.Wrapper{Type: name, Payload: answer, CorrelationID: w.CorrelationID}
+	if err := p.out.Send(p.ctx, wire.TargetResponse, &resp); err != nil {
+		p.log.Debug("communication: answer not sent", "connection", p.id, "type", w.Type, "error", err)
+	}
+}
+
+// callSend runs a send handler, turning a panic into an error answer whose
+// text tells nothing of the server's insides.
+func (p *peer) callSend(ctx context.Context, e *entry, payload []byte) (name string, answer []byte, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			p.log.Error("communication: send handler panicked", "connection", p.id, "type", e.name, "panic", v, "stack", string(debug.Stack()))
+			err = &handlerError{code: CodeHandlerPanic, err: errors.New("the handler failed with an internal error")}
+		}
+	}()
+	return e.send(ctx, p.h, payload)
+}
+
+// answerError answers a request with the .NET error form: the request's
+// type and {"Error": "..."}.
+func (p *peer) answerError(req *wire.Wrapper, msg, code string) {
+	p.log.Debug("communication: request answered with an error", "connection", p.id, "type", req.Type, "error", msg)
+	w := wire.Wrapper{
+		Type:          req.Type,
+		Payload:       wire.AppendErrorPayload(nil, msg, code),
+		CorrelationID: req.CorrelationID,
+	}
+	if err := p.out.Send(p.ctx, wire.TargetResponse, &w); err != nil {
+		p.log.Debug("communication: error answer not sent", "connection", p.id, "error", err)
+	}
+}
+
+func (p *peer) handleResponse(m *wire.Message) {
+	if m.WrapperErr != nil {
+		p.log.Warn("communication: answer dropped", "connection", p.id, "error", m.WrapperErr)
+		return
+	}
+	w := m.Wrapper
+	w.Payload = bytes.Clone(w.Payload)
+	if !p.pending.Resolve(&w) {
+		p.log.Debug("communication: answer dropped: no request waits for it", "connection", p.id, "type", w.Type, "correlationId", w.CorrelationID)
+	}
+}
+
+// post sends a fire-and-forget message.
+func (p *peer) post(ctx context.Context, msg any) error {
+	w, err := p.wrap(msg)
+	if err != nil {
+		return err
+	}
+	return p.sendErr(p.out.Send(ctx, wire.TargetPost, &w))
+}
+
+func (p *peer) wrap(msg any) (wire.Wrapper, error) {
+	if msg == nil {
+		return wire.Wrapper{}, fmt.Errorf("%w: nil message", ErrBadMessage)
+	}
+	payload, err := json.Marshal(msg)
+	if err != nil {
+		return wire.Wrapper{}, fmt.Errorf("%w: %v", ErrBadMessage, err)
+	}
+	return wire.Wrapper{Type: p.h.nameOf(reflect.TypeOf(msg)), Payload: payload}, nil
+}
+
+// request sends a request and waits for the answer's wrapper.
+func (p *peer) request(ctx context.Context, req any, respType reflect.Type) (wire.Wrapper, error) {
+	w, err := p.wrap(req)
+	if err != nil {
+		return w, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.cfg.sendTimeout)
+		defer cancel()
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		if ms := time.Until(dl).Milliseconds(); ms > 0 {
+			w.TimeoutMillis = ms
+		}
+	}
+	respName := p.h.nameOf(respType)
+	call, err := p.pending.Add(ctx, w.Type, respName, func(id string) error {
+		w.CorrelationID = id
+		return p.out.Send(ctx, wire.TargetSend, &w)
+	})
+	if err != nil {
+		return wire.Wrapper{}, p.requestErr(ctx, w.Type, err)
+	}
+	res := call.Wait(ctx)
+	if res.Err != nil {
+		return wire.Wrapper{}, p.requestErr(ctx, w.Type, res.Err)
+	}
+	if wire.SameType(res.Wrapper.Type, w.Type) {
+		if msg, code, ok := wire.ParseErrorPayload(res.Wrapper.Payload); ok {
+			return wire.Wrapper{}, &RemoteError{Type: w.Type, Message: msg, Code: code}
+		}
+	}
+	return res.Wrapper, nil
+}
+
+func (p *peer) requestErr(ctx context.Context, typ string, err error) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		return &timeoutError{typ: typ, cause: ctx.Err()}
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return p.sendErr(err)
+}
+
+// sendErr maps transport errors to the package's sentinels.
+func (p *peer) sendErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, ErrConnectionLost), errors.Is(err, ErrClosed), errors.Is(err, ErrNotConnected),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.Is(err, transport.ErrQueueFull):
+		return fmt.Errorf("%w: %v", ErrSlowConsumer, err)
+	}
+	if errors.Is(err, transport.ErrConnClosed) || p.ctx.Err() != nil {
+		return fmt.Errorf("%w: %v", ErrConnectionLost, err)
+	}
+	return err
+}
+
+// close ends the peer: pending requests fail at once with reason, request
+// handlers are cancelled, queued posts still run.
+func (p *peer) close(reason error) {
+	p.closeOnce.Do(func() {
+		p.cancel()
+		p.pending.Close(reason)
+		p.posts.Close()
+	})
+}
+
+// busy reports whether handlers of the peer may still be running.
+func (p *peer) busy() bool {
+	return len(p.requests) > 0 || p.posts.Wait(doneContext) != nil
+}
+
+// doneContext is an already-cancelled context, for non-blocking checks.
+var doneContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// wait blocks until the peer's handlers are done or ctx ends.
+func (p *peer) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return p.posts.Wait(ctx)
+}
+
+// decodeAnswer decodes an answer's payload into Resp.
+func decodeAnswer[Resp any](w wire.Wrapper) (Resp, error) {
+	var resp Resp
+	if err := json.Unmarshal(w.Payload, &resp); err != nil {
+		return resp, fmt.Errorf("%w: answer of type %s does not decode into %v: %v", ErrBadMessage, w.Type, reflect.TypeFor[Resp](), err)
+	}
+	return resp, nil
+}
