@@ -395,3 +395,38 @@ func TestOptionsValidation(t *testing.T) {
 }
 
 func reflectType[T any]() reflect.Type { return reflect.TypeFor[T]() }
+
+func TestMessagePackClient(t *testing.T) {
+	ts := newServer(t)
+	serverNotes := make(chan Note, 1)
+	require.NoError(t, communication.HandlePost(ts.Handlers(), communication.PostHandlerFunc[Note](func(ctx context.Context, n Note) error {
+		serverNotes <- n
+		return nil
+	})))
+	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Ping, Pong](func(ctx context.Context, p Ping) (Pong, error) {
+		return Pong{Reply: "Pong: " + p.Message}, nil
+	})))
+	c := newClient(t, ts, communication.WithProtocol(communication.MessagePack))
+	clientNotes := make(chan Note, 1)
+	require.NoError(t, communication.HandlePost(c.Handlers(), communication.PostHandlerFunc[Note](func(ctx context.Context, n Note) error {
+		clientNotes <- n
+		return nil
+	})))
+	require.NoError(t, communication.HandleSend(c.Handlers(), communication.SendHandlerFunc[Ping, Pong](func(ctx context.Context, p Ping) (Pong, error) {
+		return Pong{Reply: "client: " + p.Message}, nil
+	})))
+	require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
+	waitConnected(t, ts, c.ConnectionID())
+	ctx := ctxT(t, 10*time.Second)
+
+	require.NoError(t, c.Post(ctx, Note{Text: "über msgpack"}))
+	require.Equal(t, "über msgpack", (<-serverNotes).Text)
+	require.NoError(t, ts.Post(ctx, c.ConnectionID(), Note{Text: "back"}))
+	require.Equal(t, "back", (<-clientNotes).Text)
+	pong, err := communication.Send[Pong](ctx, c, Ping{Message: "a"})
+	require.NoError(t, err)
+	require.Equal(t, "Pong: a", pong.Reply)
+	pong, err = communication.Send[Pong](ctx, ts.To(c.ConnectionID()), Ping{Message: "b"})
+	require.NoError(t, err)
+	require.Equal(t, "client: b", pong.Reply)
+}

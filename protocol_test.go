@@ -113,7 +113,7 @@ func TestBadInputKeepsConnection(t *testing.T) {
 	notes := make(chan Note, 1)
 	ts := dotNetServer(t, notes)
 	p := dialRaw(t, ts, nil)
-	p.write(`{"type":1,"target":"PostMessage","arguments":[{"payload":"{}"}]}`)           // no type
+	p.write(`{"type":1,"target":"PostMessage","arguments":[{"payload":"{}"}]}`)            // no type
 	p.write(`{"type":1,"target":"PostMessage","arguments":[{"type":"` + noteName + `"}]}`) // no payload
 	p.write(`{"type":1,"target":"PostMessage","arguments":[{"type":"` + noteName + `","payload":"[1,2]"}]}`)
 	p.write(`{not json at all`)
