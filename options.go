@@ -176,6 +176,8 @@ type serverConfig struct {
 	pattern            string
 	originPatterns     []string
 	insecureSkipVerify bool
+	keys               []APIKey
+	validator          KeyValidator
 }
 
 type serverOption func(*serverConfig)

@@ -45,10 +45,13 @@ type Server struct {
 	ctx   context.Context // the server's lifetime
 	stop  context.CancelFunc
 	deliv delivery
+	// validator checks API keys; nil lets everybody in.
+	validator KeyValidator
 
 	mu        sync.RWMutex
 	conns     map[string]*serverConn // connected, by connection id
 	accepting map[string]*serverConn // WebSockets between accept and handshake
+	sse       map[string]*serverConn // server-sent-events sessions, by token
 	nego      map[string]negotiation // by negotiate key (token or id)
 	closed    bool
 	serving   sync.WaitGroup // connections being served
@@ -61,6 +64,10 @@ type serverConn struct {
 	conn      *transport.Conn // nil for server-sent events
 	info      connInfo
 	connected time.Time
+	// Server-sent events: the session's POSTs go through ic.
+	icMu  sync.Mutex
+	ic    *transport.Interceptor
+	token string
 }
 
 // negotiation is what a negotiate request told us, kept until the
@@ -76,6 +83,7 @@ type connInfo struct {
 	header      http.Header // the X-Client-* headers
 	correlation bool        // it echoes correlation ids
 	remoteAddr  string
+	key         KeyInfo
 }
 
 // AddServer builds a Server. Mount it on your mux (see Server.Mount); the
@@ -106,9 +114,16 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 		stop:      stop,
 		conns:     make(map[string]*serverConn),
 		accepting: make(map[string]*serverConn),
+		sse:       make(map[string]*serverConn),
 		nego:      make(map[string]negotiation),
 	}
 	s.deliv = localDelivery{s}
+	switch {
+	case cfg.validator != nil:
+		s.validator = cfg.validator
+	case len(cfg.keys) > 0:
+		s.validator = newConfiguredKeys(cfg.keys)
+	}
 	sr, err := signalr.NewServer(ctx,
 		signalr.UseHub(&hub{}),
 		signalr.WithHubLifetimeManager(func(signalr.Server) (signalr.HubLifetimeManager, error) {
@@ -156,16 +171,49 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if strings.HasSuffix(r.URL.Path, "/negotiate") {
-		s.negotiate(w, r)
+		key, _, ok := s.authorize(r)
+		if !ok {
+			unauthorized(w)
+			return
+		}
+		s.negotiate(w, r, key)
+		return
+	}
+	// A transport request: a key it carries must be valid; without one, it
+	// rides on the negotiate that handed out its id (a browser cannot put
+	// headers on a WebSocket or an event stream).
+	id := r.URL.Query().Get("id")
+	key, present, ok := s.authorize(r)
+	if !ok && (present || !s.negotiated(id)) {
+		unauthorized(w)
 		return
 	}
 	if r.Method == http.MethodGet && headerHasToken(r.Header, "Connection", "upgrade") &&
 		strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		s.serveWebSocket(w, r)
+		s.serveWebSocket(w, r, key, present)
 		return
 	}
-	// Server-sent events: philippseith serves them.
+	if r.Method == http.MethodPost {
+		s.ssePost(w, r)
+		return
+	}
+	// Server-sent events: philippseith serves the stream.
 	s.forward(w, r, innerPath)
+}
+
+// negotiated reports whether id was handed out by negotiate, or is a live
+// server-sent-events session.
+func (s *Server) negotiated(id string) bool {
+	if id == "" {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if _, ok := s.sse[id]; ok {
+		return true
+	}
+	n, ok := s.nego[id]
+	return ok && time.Now().Before(n.expires)
 }
 
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, path string) {
@@ -178,7 +226,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, path string) {
 // negotiate lets philippseith answer, and remembers who asked, so that the
 // transport request that follows (which a browser cannot give headers)
 // is tied to what was said here.
-func (s *Server) negotiate(w http.ResponseWriter, r *http.Request) {
+func (s *Server) negotiate(w http.ResponseWriter, r *http.Request, key KeyInfo) {
 	rec := &captureWriter{header: http.Header{}}
 	s.forward(rec, r, innerPath+"/negotiate")
 	if rec.status == http.StatusOK {
@@ -187,13 +235,15 @@ func (s *Server) negotiate(w http.ResponseWriter, r *http.Request) {
 			ConnectionToken string `json:"connectionToken"`
 		}
 		if err := json.Unmarshal(rec.body.Bytes(), &nr); err == nil && nr.ConnectionID != "" {
-			key := nr.ConnectionToken
-			if key == "" {
-				key = nr.ConnectionID
+			k := nr.ConnectionToken
+			if k == "" {
+				k = nr.ConnectionID
 			}
-			s.remember(key, negotiation{
+			info := infoFrom(r)
+			info.key = key
+			s.remember(k, negotiation{
 				connID:  nr.ConnectionID,
-				info:    infoFrom(r),
+				info:    info,
 				expires: time.Now().Add(s.cfg.handshakeTimeout + s.cfg.timeout),
 			})
 		}
@@ -251,11 +301,11 @@ func infoFrom(r *http.Request) connInfo {
 // serveWebSocket accepts a WebSocket itself and hands philippseith a
 // connection whose reads and writes this library owns (see
 // internal/transport): philippseith runs the session on it.
-func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, key KeyInfo, keyPresent bool) {
 	var connID string
 	var info connInfo
-	if key := r.URL.Query().Get("id"); key != "" {
-		n, ok := s.take(key)
+	if id := r.URL.Query().Get("id"); id != "" {
+		n, ok := s.take(id)
 		if !ok {
 			http.Error(w, "unknown or expired connection id: negotiate first", http.StatusNotFound)
 			return
@@ -269,8 +319,12 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		info.correlation = info.correlation || r.Header.Get(correlationHeader) == "1"
+		if keyPresent {
+			info.key = key
+		}
 	} else {
 		connID, info = newConnectionID(), infoFrom(r) // skip-negotiation clients
+		info.key = key
 	}
 	w.Header().Set(correlationHeader, "1")
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
@@ -337,18 +391,21 @@ func (s *Server) connected(hc signalr.HubConnection) {
 	}
 	s.mu.Unlock()
 	if !ok {
-		// A server-sent-events session: not supported for the data plane.
-		s.log.Warn("communication: session without a WebSocket closed", "connection", id)
-		hc.Abort()
-		return
+		// A server-sent-events session, which philippseith accepted: its
+		// id is the negotiate token.
+		sc = s.sseConnected(hc)
 	}
-	s.log.Debug("communication: client connected", "connection", id, "remote", sc.info.remoteAddr)
+	s.log.Debug("communication: client connected", "connection", sc.id, "remote", sc.info.remoteAddr)
 }
 
 // disconnected unregisters a connection whose session ended.
 func (s *Server) disconnected(hc signalr.HubConnection) {
 	id := hc.ConnectionID()
 	s.mu.Lock()
+	if sc, ok := s.sse[id]; ok {
+		delete(s.sse, id)
+		id = sc.id
+	}
 	sc, ok := s.conns[id]
 	if ok {
 		delete(s.conns, id)

@@ -88,6 +88,9 @@ type InterceptorConfig struct {
 	Refuse func(invocationID, message string)
 	// OnHandshake is called once the handshake went through.
 	OnHandshake func(wire.Protocol)
+	// Handshaken says the handshake is already done (philippseith read
+	// it): every message is data from the start.
+	Handshaken bool
 	// PingEvery is how often, at most, a synthetic ping is passed to
 	// philippseith while only intercepted traffic arrives, so that its
 	// idle timeout sees a live peer. Zero means one second.
@@ -110,6 +113,7 @@ func NewInterceptor(cfg InterceptorConfig) *Interceptor {
 		log:         cfg.Logger,
 		pingEvery:   cfg.PingEvery,
 		lastPass:    time.Now(),
+		handshaken:  cfg.Handshaken,
 	}
 }
 
