@@ -54,7 +54,8 @@ func (s State) String() string {
 	return "unknown"
 }
 
-// StateChange is one change of a Client's state.
+// StateChange is one change of a Client's state, or a failed connection
+// attempt (Err set, State unchanged).
 type StateChange struct {
 	State State
 	// ConnectionID is the new connection's id when State is Connected.
@@ -86,6 +87,7 @@ type Client struct {
 	stopped   chan struct{}
 	connected chan struct{} // closed on the first connect
 	firstErr  chan error    // the first attempt's refusal, for Start
+	lastErr   error         // why the last attempt failed
 	peers     []*peer       // peers whose handlers may still run
 }
 
@@ -160,9 +162,10 @@ func (c *Client) Handlers() *Handlers { return c.h }
 // process, the same across reconnects.
 func (c *Client) Instance() string { return c.cfg.identity.instance }
 
-// Start connects. It returns once connected, or with ctx's error if ctx
-// ends first, or with ErrUnauthorized if the server refuses the key. In
-// the last two cases the client goes on trying in the background along its
+// Start connects. It returns once connected; with ctx's error (and why the
+// last attempt failed) if ctx ends first; at once with ErrUnauthorized if
+// the server refuses the key, or with the server's reason if it refuses the
+// handshake (an unsupported protocol). In the last cases the client goes on trying in the background along its
 // reconnect delays (unless WithRetryUnauthorized(false)): Close stops it.
 func (c *Client) Start(ctx context.Context) error {
 	c.mu.Lock()
@@ -184,6 +187,12 @@ func (c *Client) Start(ctx context.Context) error {
 	case err := <-c.firstErr:
 		return err
 	case <-ctx.Done():
+		c.mu.Lock()
+		last := c.lastErr
+		c.mu.Unlock()
+		if last != nil {
+			return fmt.Errorf("%w: %w (last attempt: %v)", ErrNotConnected, ctx.Err(), last)
+		}
 		return fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())
 	case <-c.stopped:
 		return ErrClosed
@@ -273,7 +282,13 @@ func (c *Client) run() {
 		if c.ctx.Err() != nil {
 			return
 		}
-		if first && errors.Is(err, ErrUnauthorized) {
+		if err != nil {
+			c.mu.Lock()
+			c.lastErr = err
+			c.mu.Unlock()
+		}
+		// A refusal will not go away by itself: Start reports it at once.
+		if first && (errors.Is(err, ErrUnauthorized) || errors.Is(err, transport.ErrHandshake)) {
 			c.firstErr <- err
 		}
 		first = false
@@ -493,8 +508,10 @@ func (c *Client) established(cp *clientPeer) {
 }
 
 // setStateLocked records a state and queues its callback; c.mu is held.
+// A failed attempt is reported even when the state stays the same, so
+// that the callback learns why the client is not connected.
 func (c *Client) setStateLocked(sc StateChange) {
-	if c.state == sc.State && sc.State != Connected {
+	if c.state == sc.State && sc.State != Connected && sc.Err == nil {
 		return
 	}
 	c.state = sc.State

@@ -218,7 +218,7 @@ func TestReconnect(t *testing.T) {
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Ping, Pong](func(ctx context.Context, p Ping) (Pong, error) {
 		return Pong{Reply: p.Message}, nil
 	})))
-	states := make(chan communication.StateChange, 16)
+	states := make(chan communication.StateChange, 64)
 	c := newClient(t, ts, communication.WithStateHandler(func(sc communication.StateChange) { states <- sc }))
 	require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
 	require.Equal(t, communication.Connecting, (<-states).State)
@@ -228,7 +228,13 @@ func TestReconnect(t *testing.T) {
 
 	ts.killConnections()
 	require.Equal(t, communication.Reconnecting, (<-states).State)
+	// Attempts may fail (the kill also cut idle keep-alive connections):
+	// each is reported, still Reconnecting, until one succeeds.
 	second := <-states
+	for second.State == communication.Reconnecting {
+		require.Error(t, second.Err)
+		second = <-states
+	}
 	require.Equal(t, communication.Connected, second.State)
 	require.NotEqual(t, first.ConnectionID, second.ConnectionID)
 	waitConnected(t, ts, second.ConnectionID)

@@ -107,3 +107,7 @@ func (e *timeoutError) Error() string {
 }
 
 func (e *timeoutError) Unwrap() []error { return []error{ErrTimeout, e.cause} }
+
+// errPanicked stands for a callback's panic, which is logged where it is
+// recovered.
+var errPanicked = errors.New("communication: callback panicked")

@@ -178,6 +178,8 @@ type serverConfig struct {
 	insecureSkipVerify bool
 	keys               []APIKey
 	validator          KeyValidator
+	state              clientTracker
+	onPending          func(PendingEvent)
 }
 
 type serverOption func(*serverConfig)

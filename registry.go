@@ -21,7 +21,7 @@ import (
 // concurrent use.
 type Handlers struct {
 	mu     sync.RWMutex
-	byName map[string]*entry       // by wire.FullName of the wire name
+	byName map[string]*entry       // by wire.MatchKey of the wire name
 	byType map[reflect.Type]*entry // handled types
 	names  map[reflect.Type]string // wire names, handled or not
 }
@@ -138,7 +138,7 @@ func (h *Handlers) add(e *entry, name string, respType reflect.Type, respName st
 		}
 	}
 	e.name = name
-	key := wire.FullName(name)
+	key := wire.MatchKey(name)
 	if _, ok := h.byName[key]; ok {
 		return fmt.Errorf("%w: %s", ErrDuplicateType, key)
 	}
@@ -208,7 +208,7 @@ func (h *Handlers) Include(sets ...*Handlers) error {
 
 // lookup finds the handler for an incoming type name.
 func (h *Handlers) lookup(name string) *entry {
-	key := wire.FullName(name)
+	key := wire.MatchKey(name)
 	h.mu.RLock()
 	e := h.byName[key]
 	h.mu.RUnlock()

@@ -64,6 +64,7 @@ type serverConn struct {
 	conn      *transport.Conn // nil for server-sent events
 	info      connInfo
 	connected time.Time
+	record    ClientRecord
 	// Server-sent events: the session's POSTs go through ic.
 	icMu  sync.Mutex
 	ic    *transport.Interceptor
@@ -118,6 +119,10 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 		nego:      make(map[string]negotiation),
 	}
 	s.deliv = localDelivery{s}
+	if s.cfg.state == nil {
+		s.cfg.state = NewClientState[struct{}]()
+	}
+	s.cfg.state.setLogger(s.log)
 	switch {
 	case cfg.validator != nil:
 		s.validator = cfg.validator
@@ -339,7 +344,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, key KeyI
 		return
 	}
 	sc := &serverConn{id: connID, info: info}
-	table := pending.New(pending.AnyOrder, info.correlation, nil)
+	table := pending.New(pending.AnyOrder, info.correlation, s.pendingEvents(connID))
 	conn := transport.NewConn(s.ctx, ws, transport.ConnConfig{
 		Side:         transport.ServerSide,
 		ConnectionID: connID,
@@ -395,6 +400,10 @@ func (s *Server) connected(hc signalr.HubConnection) {
 		// id is the negotiate token.
 		sc = s.sseConnected(hc)
 	}
+	sc.record = recordFrom(sc.id, sc.info, time.Now().UTC())
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.handshakeTimeout)
+	defer cancel()
+	s.cfg.state.connect(ctx, sc.record)
 	s.log.Debug("communication: client connected", "connection", sc.id, "remote", sc.info.remoteAddr)
 }
 
@@ -421,7 +430,26 @@ func (s *Server) disconnected(hc signalr.HubConnection) {
 		}
 	}
 	sc.peer.close(reason)
+	rec := sc.record
+	rec.IsConnected = false
+	rec.DisconnectTime = time.Now().UTC()
+	// The server's own context may be ending: the record must still be
+	// written.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.cfg.handshakeTimeout)
+	defer cancel()
+	s.cfg.state.disconnect(ctx, rec)
 	s.log.Debug("communication: client disconnected", "connection", id)
+}
+
+// Clients returns the records of the known clients, connected or kept
+// after they disconnected.
+func (s *Server) Clients(ctx context.Context) ([]ClientRecord, error) {
+	return s.cfg.state.records(ctx)
+}
+
+// Client returns the record of the client on connection id.
+func (s *Server) Client(ctx context.Context, connectionID string) (ClientRecord, bool, error) {
+	return s.cfg.state.record(ctx, connectionID)
 }
 
 func (s *Server) conn(id string) *serverConn {

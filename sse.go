@@ -32,7 +32,7 @@ func (s *Server) sseConnected(hc signalr.HubConnection) *serverConn {
 	}
 	sc := &serverConn{id: n.connID, info: n.info, token: token, connected: time.Now().UTC()}
 	sink := &hubSink{hc: hc}
-	table := pending.New(pending.AnyOrder, n.info.correlation, nil)
+	table := pending.New(pending.AnyOrder, n.info.correlation, s.pendingEvents(n.connID))
 	sc.peer = newPeer(s.ctx, sc.id, s.h, &s.cfg.common, sink, table)
 	sc.ic = transport.NewInterceptor(transport.InterceptorConfig{
 		Side:       transport.ServerSide,
@@ -42,6 +42,9 @@ func (s *Server) sseConnected(hc signalr.HubConnection) *serverConn {
 		Inbound:    sc.peer,
 		Refuse: func(id, msg string) {
 			_ = hc.Completion(id, nil, msg)
+		},
+		Complete: func(id string) {
+			_ = hc.Completion(id, nil, "")
 		},
 		Logger: s.log,
 	})

@@ -152,4 +152,3 @@ func TestServerSentEvents(t *testing.T) {
 	require.Equal(t, "x", f.InvocationID)
 	require.NotEmpty(t, f.Error)
 }
-

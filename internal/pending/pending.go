@@ -101,7 +101,7 @@ func New(order Order, echo bool, onEvent func(info Info, added bool)) *Table {
 // echo): it must not block for long. Add waits, until ctx ends, while an
 // AnyOrder peer that does not echo has an overlapping request outstanding.
 func (t *Table) Add(ctx context.Context, reqType, respType string, send func(id string) error) (*Call, error) {
-	reqType, respType = wire.FullName(reqType), wire.FullName(respType)
+	reqType, respType = wire.MatchKey(reqType), wire.MatchKey(respType)
 	t.mu.Lock()
 	for {
 		if t.closed != nil {
@@ -215,7 +215,7 @@ func (t *Table) Resolve(w *wire.Wrapper) bool {
 			t.remove(c)
 		}
 	} else {
-		c = t.matchUncorrelated(wire.FullName(w.Type))
+		c = t.matchUncorrelated(wire.MatchKey(w.Type))
 	}
 	if c == nil || c.abandoned {
 		t.mu.Unlock()

@@ -107,6 +107,7 @@ func NewConn(ctx context.Context, ws *websocket.Conn, cfg ConnConfig) *Conn {
 		MaxMessage:  cfg.MaxMessage,
 		Inbound:     cfg.Inbound,
 		Refuse:      c.refuse,
+		Complete:    c.complete,
 		OnHandshake: c.handshaken,
 		Logger:      cfg.Logger,
 	})
@@ -289,6 +290,16 @@ func (c *Conn) refuse(invocationID, message string) {
 	}, false, nil)
 }
 
+func (c *Conn) complete(invocationID string) {
+	proto := c.Protocol()
+	_ = c.enqueue(func(dst []byte) []byte {
+		if proto == wire.MessagePack {
+			return wire.AppendMsgPackCompletion(dst, invocationID)
+		}
+		return wire.AppendJSONCompletion(dst, invocationID)
+	}, false, nil)
+}
+
 // enqueue appends one encoded frame to the queue under the lock, so that
 // frames leave in the order their senders were admitted.
 func (c *Conn) enqueue(encode func([]byte) []byte, limited bool, ctx context.Context) error {
@@ -435,6 +446,7 @@ func (c *Conn) Close(reason error) {
 		close(c.done)
 		c.cancel()
 		_ = c.ws.CloseNow()
+		c.log.Debug("communication: connection closed", "connection", c.ConnectionID(), "reason", reason)
 		if c.cfg.OnClose != nil {
 			c.cfg.OnClose(reason)
 		}

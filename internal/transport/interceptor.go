@@ -65,6 +65,7 @@ type Interceptor struct {
 	maxMessage  int
 	in          Inbound
 	refuse      func(invocationID, message string)
+	complete    func(invocationID string)
 	log         *slog.Logger
 	onHandshake func(wire.Protocol)
 
@@ -86,6 +87,9 @@ type InterceptorConfig struct {
 	// Refuse answers an invocation of a method that is not part of the
 	// protocol (only called when the invocation carries an id).
 	Refuse func(invocationID, message string)
+	// Complete answers a protocol invocation that carries an id once it
+	// has been taken (the peer used invoke rather than send).
+	Complete func(invocationID string)
 	// OnHandshake is called once the handshake went through.
 	OnHandshake func(wire.Protocol)
 	// Handshaken says the handshake is already done (philippseith read
@@ -109,6 +113,7 @@ func NewInterceptor(cfg InterceptorConfig) *Interceptor {
 		maxMessage:  cfg.MaxMessage,
 		in:          cfg.Inbound,
 		refuse:      cfg.Refuse,
+		complete:    cfg.Complete,
 		onHandshake: cfg.OnHandshake,
 		log:         cfg.Logger,
 		pingEvery:   cfg.PingEvery,
@@ -247,7 +252,11 @@ func (ic *Interceptor) route(frame, raw []byte) (bool, error) {
 			ic.refuseInvocation(m, fmt.Sprintf("Method '%s' takes exactly one argument.", target))
 		default:
 			m.Target = target
+			id := m.InvocationID
 			ic.in.HandleMessage(m)
+			if id != "" && ic.complete != nil {
+				ic.complete(id)
+			}
 		}
 		return false, nil
 	case wire.TypePing:

@@ -47,6 +47,16 @@ func AppendJSONCompletionError(dst []byte, invocationID, message string) []byte 
 	return append(dst, "}\x1e"...)
 }
 
+// AppendJSONCompletion appends the completion of an invocation that
+// returns nothing, {"type":3,"invocationId":"..."}, and the separator. A
+// peer that invokes a protocol target with an id (the JavaScript client's
+// invoke, philippseith's Send) waits for it.
+func AppendJSONCompletion(dst []byte, invocationID string) []byte {
+	dst = append(dst, `{"type":3,"invocationId":`...)
+	dst = AppendJSONString(dst, invocationID)
+	return append(dst, "}\x1e"...)
+}
+
 // AppendJSONPing appends the keep-alive message {"type":6} and the record
 // separator.
 func AppendJSONPing(dst []byte) []byte {

@@ -56,6 +56,16 @@ func AppendMsgPackCompletionError(dst []byte, invocationID, message string) []by
 	return appendMsgPackStr(dst, message)
 }
 
+// AppendMsgPackCompletion appends the completion of an invocation that
+// returns nothing, [3, {}, invocationID, 2], length prefix included.
+func AppendMsgPackCompletion(dst []byte, invocationID string) []byte {
+	size := 1 + 1 + 1 + mpStrSize(len(invocationID)) + 1
+	dst = binary.AppendUvarint(dst, uint64(size))
+	dst = append(dst, 0x94, TypeCompletion, 0x80)
+	dst = appendMsgPackStr(dst, invocationID)
+	return append(dst, 0x02)
+}
+
 // AppendMsgPackPing appends the keep-alive message [6], length prefix
 // included.
 func AppendMsgPackPing(dst []byte) []byte {
