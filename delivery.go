@@ -17,7 +17,8 @@ type delivery interface {
 	// toConnection sends to one connection, in call order; it waits for
 	// room in a full queue until ctx ends.
 	toConnection(ctx context.Context, connectionID, target string, msg any) error
-	// toAll sends to every connection without waiting on any of them.
+	// toAll sends to every connection; it waits only on connections that
+	// drain, after the others are served, and drops those that do not.
 	toAll(ctx context.Context, target string, msg any) error
 }
 
@@ -50,14 +51,24 @@ func (d localDelivery) toAll(ctx context.Context, target string, msg any) error 
 	if err != nil {
 		return err
 	}
+	// First pass: queue without waiting. A connection whose queue is full
+	// is either slow for a moment (its writer moves: wait for room, after
+	// everybody else is served) or not reading at all (its writer stalls:
+	// drop it, rather than hold the broadcast or buffer without limit).
+	var full []*serverConn
 	for _, sc := range conns {
-		// Never wait on one client: a full queue is a slow consumer.
-		err := sc.peer.out.TrySend(target, &w)
-		if errors.Is(err, transport.ErrQueueFull) {
-			d.s.log.Warn("communication: client dropped", "connection", sc.id, "reason", "slow consumer: send queue full")
-			if sc.conn != nil {
-				sc.conn.Close(fmt.Errorf("%w: send queue full", ErrSlowConsumer))
-			}
+		if err := sc.peer.out.TrySend(target, &w); errors.Is(err, transport.ErrQueueFull) {
+			full = append(full, sc)
+		}
+	}
+	for _, sc := range full {
+		if sc.conn != nil && sc.conn.Stalled(d.s.cfg.writeTimeout/2) {
+			d.s.log.Warn("communication: client dropped", "connection", sc.id, "reason", "slow consumer: send queue full and not draining")
+			sc.conn.Close(fmt.Errorf("%w: send queue full", ErrSlowConsumer))
+			continue
+		}
+		if err := sc.peer.out.Send(ctx, target, &w); err != nil && ctx.Err() != nil {
+			return ctx.Err()
 		}
 	}
 	return nil

@@ -158,8 +158,9 @@ func WithHandlerTimeout(d time.Duration) Option {
 }
 
 // WithSendQueue bounds the bytes queued for one connection and not yet
-// written. A Post waits for room until its context ends; a broadcast drops a
-// connection whose queue is full as a slow consumer. Default: 4 MiB.
+// written. Post waits for room until its context ends; PostAll waits for a
+// connection that drains and drops one that has stopped reading as a slow
+// consumer. Default: 4 MiB.
 func WithSendQueue(bytes int) Option {
 	return commonOption(func(c *common) { c.sendQueueBytes = bytes })
 }

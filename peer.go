@@ -141,6 +141,11 @@ func (p *peer) runSend(e *entry, w *wire.Wrapper) {
 	defer cancel()
 	ctx = withSender(ctx, Sender{ConnectionID: p.id, Type: w.Type})
 	name, answer, err := p.callSend(ctx, e, w.Payload)
+	if p.ctx.Err() != nil {
+		// The connection is gone or going: the caller learns that from
+		// the connection, not from a cancelled handler's error.
+		return
+	}
 	if err != nil {
 		code := CodeHandlerError
 		var he *handlerError

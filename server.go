@@ -88,7 +88,8 @@ type connInfo struct {
 }
 
 // AddServer builds a Server. Mount it on your mux (see Server.Mount); the
-// library never owns the listener.
+// library never owns the listener. The Server runs from here on: end it
+// with Shutdown or Close.
 func AddServer(opts ...ServerOption) (*Server, error) {
 	cfg := serverConfig{common: defaultCommon(), pattern: "/hub"}
 	for _, o := range opts {
@@ -479,8 +480,11 @@ func (s *Server) Post(ctx context.Context, connectionID string, msg any) error {
 	return s.deliv.toConnection(ctx, connectionID, wire.TargetPost, msg)
 }
 
-// PostAll sends msg to every connected client. It never waits on a slow
-// client: a connection whose queue is full is dropped as a slow consumer.
+// PostAll sends msg to every connected client, encoded once. A client
+// whose queue is full is waited for (after the others are served, until
+// ctx ends) if it is draining, and dropped as a slow consumer if it has
+// stopped reading: one stuck client neither holds the broadcast nor grows
+// the server's memory.
 func (s *Server) PostAll(ctx context.Context, msg any) error {
 	if err := s.usable(); err != nil {
 		return err

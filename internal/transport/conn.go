@@ -76,7 +76,8 @@ type Conn struct {
 	writing  bool          // a drain goroutine is running
 	space    chan struct{} // closed when the queue shrinks
 	closeErr error
-	closing  bool // a close frame was queued: close once flushed
+	closing  bool      // a close frame was queued: close once flushed
+	writeAt  time.Time // when the write in progress started; zero when none
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -385,7 +386,13 @@ func (c *Conn) writeBatches(typ websocket.MessageType, buf []byte) error {
 			n = splitPoint(buf, proto)
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.writeTimeout())
+		c.mu.Lock()
+		c.writeAt = time.Now()
+		c.mu.Unlock()
 		err := c.ws.Write(ctx, typ, buf[:n])
+		c.mu.Lock()
+		c.writeAt = time.Time{}
+		c.mu.Unlock()
 		cancel()
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
@@ -423,6 +430,14 @@ func splitPoint(buf []byte, proto wire.Protocol) int {
 		end = next
 	}
 	return end
+}
+
+// Stalled reports whether a write has been waiting on the peer for longer
+// than d: a peer that does not read.
+func (c *Conn) Stalled(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.writeAt.IsZero() && time.Since(c.writeAt) > d
 }
 
 func (c *Conn) writeTimeout() time.Duration {
