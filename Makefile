@@ -4,8 +4,10 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@2025.1.1
 GOVULNCHECK   := golang.org/x/vuln/cmd/govulncheck@v1.1.4
 FUZZTIME      ?= 30s
 BENCHCOUNT    ?= 5
+SOAK_CLIENTS  ?= 500
+SOAK_DURATION ?= 5m
 
-.PHONY: help test demo lint fuzz bench
+.PHONY: help test demo lint fuzz bench soak
 
 help: ## List the targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -23,6 +25,12 @@ lint: ## go vet, gofmt, staticcheck and govulncheck (pinned versions).
 	$(GO) run $(GOVULNCHECK) ./...
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
-	@for t in $$($(GO) test -list '^Fuzz' ./internal/wire/ | grep ^Fuzz); do \
-		echo "fuzz $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/wire/ || exit 1; \
+	@for pkg in ./internal/wire/ . ; do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep ^Fuzz); do \
+			echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
 	done
+
+soak: ## Soak: SOAK_CLIENTS (500) clients posting and requesting both ways with churn for SOAK_DURATION (5m).
+	SOAK_CLIENTS=$(SOAK_CLIENTS) SOAK_DURATION=$(SOAK_DURATION) $(GO) test -race -count=1 -run '^TestSoak$$' -timeout 0 -v .
+

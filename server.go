@@ -353,7 +353,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, key KeyI
 		QueueLimit:   s.cfg.sendQueueBytes,
 		WriteTimeout: s.cfg.writeTimeout,
 		Inbound:      inboundFunc(func(m *wire.Message) { sc.peer.HandleMessage(m) }),
-		Logger:       s.log,
+		// Reachable from the moment the handshake is read: the client may
+		// act on its answer before philippseith reports the session.
+		OnHandshake: func(wire.Protocol) { s.register(sc) },
+		Logger:      s.log,
 	})
 	sc.conn = conn
 	sc.peer = newPeer(s.ctx, connID, s.h, &s.cfg.common, conn, table)
@@ -374,6 +377,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, key KeyI
 
 	s.mu.Lock()
 	delete(s.accepting, connID)
+	if s.conns[connID] == sc && sc.connected.IsZero() {
+		delete(s.conns, connID) // the session never started
+	}
 	s.mu.Unlock()
 	// OnDisconnected has run if the session started; this covers a
 	// handshake that failed.
@@ -385,15 +391,30 @@ type inboundFunc func(*wire.Message)
 
 func (f inboundFunc) HandleMessage(m *wire.Message) { f(m) }
 
-// connected registers a connection whose session started.
+// register makes a WebSocket connection reachable once its handshake is
+// read.
+func (s *Server) register(sc *serverConn) {
+	s.mu.Lock()
+	if s.accepting[sc.id] == sc {
+		delete(s.accepting, sc.id)
+		s.conns[sc.id] = sc
+	}
+	s.mu.Unlock()
+}
+
+// connected records a connection whose session started.
 func (s *Server) connected(hc signalr.HubConnection) {
 	id := hc.ConnectionID()
 	s.mu.Lock()
 	sc, ok := s.accepting[id]
 	if ok {
 		delete(s.accepting, id)
-		sc.connected = time.Now().UTC()
 		s.conns[id] = sc
+	} else if sc, ok = s.conns[id]; ok && sc.conn == nil {
+		ok = false // an id clash with a server-sent-events session
+	}
+	if ok {
+		sc.connected = time.Now().UTC()
 	}
 	s.mu.Unlock()
 	if !ok {

@@ -154,10 +154,17 @@ func (c *Conn) TransferMode() signalr.TransferMode {
 
 // SetTransferMode implements signalr.ConnectionWithTransferMode.
 // philippseith calls it once the handshake is done.
+// Until then the handshake is not through: queued frames wait, so that
+// nothing overtakes the handshake answer.
 func (c *Conn) SetTransferMode(m signalr.TransferMode) {
 	c.mu.Lock()
 	c.mode = m
+	start := !c.writing && len(c.pending) > 0 && c.closeErr == nil
+	c.writing = c.writing || start
 	c.mu.Unlock()
+	if start {
+		go c.drain()
+	}
 }
 
 // Protocol returns the hub protocol, 0 while a server does not know it yet.
@@ -329,8 +336,8 @@ func (c *Conn) enqueue(encode func([]byte) []byte, limited bool, ctx context.Con
 		c.mu.Lock()
 	}
 	c.pending = encode(c.pending)
-	start := !c.writing
-	c.writing = true
+	start := !c.writing && c.mode != 0
+	c.writing = c.writing || start
 	c.mu.Unlock()
 	if start {
 		go c.drain()

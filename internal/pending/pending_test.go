@@ -1,0 +1,115 @@
+package pending
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/tharga/communication-go/internal/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func add(t *testing.T, tb *Table, req, resp string) *Call {
+	t.Helper()
+	c, err := tb.Add(context.Background(), req, resp, func(string) error { return nil })
+	require.NoError(t, err)
+	return c
+}
+
+func answer(typ, id, payload string) *wire.Wrapper {
+	return &wire.Wrapper{Type: typ, CorrelationID: id, Payload: []byte(payload)}
+}
+
+func TestCorrelated(t *testing.T) {
+	tb := New(InOrder, true, nil)
+	a, b := add(t, tb, "Req", "Resp"), add(t, tb, "Req", "Resp")
+	require.True(t, tb.Resolve(answer("Resp", b.ID(), "b")))
+	require.True(t, tb.Resolve(answer("Resp", a.ID(), "a")))
+	require.Equal(t, "a", string(a.Wait(context.Background()).Wrapper.Payload))
+	require.Equal(t, "b", string(b.Wait(context.Background()).Wrapper.Payload))
+	require.False(t, tb.Resolve(answer("Resp", a.ID(), "again")), "an answer matched twice")
+	require.Zero(t, tb.Len())
+}
+
+// TestInOrderTombstone: a .NET server answers in order and echoes no id; a
+// request whose caller gave up keeps its place, and its late answer is
+// dropped instead of reaching the next request.
+func TestInOrderTombstone(t *testing.T) {
+	tb := New(InOrder, false, nil)
+	a := add(t, tb, "MyApp.Req, MyApp", "MyApp.Resp, MyApp")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, a.Wait(ctx).Err, context.Canceled)
+	b := add(t, tb, "MyApp.Req, MyApp", "MyApp.Resp, MyApp")
+	require.Equal(t, 2, tb.Len(), "the abandoned request must keep its place")
+	require.False(t, tb.Resolve(answer("MyApp.Resp, MyApp, Version=1.0.0.0", "", "late a")))
+	require.True(t, tb.Resolve(answer("MyApp.Resp, MyApp", "", "b")))
+	require.Equal(t, "b", string(b.Wait(context.Background()).Wrapper.Payload))
+	require.Zero(t, tb.Len())
+}
+
+// TestAnyOrderGating: a .NET client answers in any order and echoes no id;
+// requests that could be answered with the same type wait for each other,
+// others overlap, and the answer's type picks its request.
+func TestAnyOrderGating(t *testing.T) {
+	tb := New(AnyOrder, false, nil)
+	ping := add(t, tb, "Ping", "Pong")
+	status := add(t, tb, "Status", "Report") // different types: no wait
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := tb.Add(ctx, "Ping", "Pong", func(string) error { return nil })
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a second Ping must wait for the first")
+
+	second := make(chan *Call, 1)
+	go func() {
+		c, err := tb.Add(context.Background(), "Ping", "Pong", func(string) error { return nil })
+		if err == nil {
+			second <- c
+		}
+	}()
+	require.True(t, tb.Resolve(answer("Report", "", "r")))
+	require.True(t, tb.Resolve(answer("Ping", "", `{"Error":"x"}`)), "an error answer carries the request type")
+	require.Equal(t, "r", string(status.Wait(context.Background()).Wrapper.Payload))
+	require.Equal(t, `{"Error":"x"}`, string(ping.Wait(context.Background()).Wrapper.Payload))
+	c := <-second
+	require.True(t, tb.Resolve(answer("Pong", "", "p2")))
+	require.Equal(t, "p2", string(c.Wait(context.Background()).Wrapper.Payload))
+}
+
+func TestEchoSwitchDropsTombstones(t *testing.T) {
+	tb := New(InOrder, false, nil)
+	a := add(t, tb, "Req", "Resp")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	a.Wait(ctx)
+	b := add(t, tb, "Req", "Resp")
+	require.True(t, tb.Resolve(answer("Resp", b.ID(), "b")))
+	require.Zero(t, tb.Len(), "a peer that echoes ids needs no tombstones")
+}
+
+func TestCloseFailsEverything(t *testing.T) {
+	var events []bool
+	tb := New(InOrder, true, func(_ Info, added bool) { events = append(events, added) })
+	a := add(t, tb, "Req", "Resp")
+	lost := errors.New("lost")
+	tb.Close(lost)
+	require.ErrorIs(t, a.Wait(context.Background()).Err, lost)
+	_, err := tb.Add(context.Background(), "Req", "Resp", func(string) error { return nil })
+	require.ErrorIs(t, err, lost)
+	require.Equal(t, []bool{true, false}, events)
+	require.Empty(t, tb.List())
+}
+
+func TestSendFailureLeavesNothing(t *testing.T) {
+	tb := New(InOrder, false, nil)
+	boom := errors.New("boom")
+	_, err := tb.Add(context.Background(), "Req", "Resp", func(string) error { return boom })
+	require.ErrorIs(t, err, boom)
+	require.Zero(t, tb.Len())
+}
