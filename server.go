@@ -69,6 +69,9 @@ type serverConn struct {
 	icMu  sync.Mutex
 	ic    *transport.Interceptor
 	token string
+	// dropped is set, under Server.mu, when the connection has been
+	// taken down.
+	dropped bool
 }
 
 // negotiation is what a negotiate request told us, kept until the
@@ -374,16 +377,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, key KeyI
 
 	err = s.sr.Serve(conn)
 	conn.Close(err)
-
-	s.mu.Lock()
-	delete(s.accepting, connID)
-	if s.conns[connID] == sc && sc.connected.IsZero() {
-		delete(s.conns, connID) // the session never started
-	}
-	s.mu.Unlock()
-	// OnDisconnected has run if the session started; this covers a
-	// handshake that failed.
-	sc.peer.close(fmt.Errorf("%w: %v", ErrConnectionLost, conn.Err()))
+	// philippseith reported the end if the session started; this covers
+	// a handshake that failed.
+	s.drop(sc)
 }
 
 // inboundFunc adapts a function to transport.Inbound.
@@ -391,67 +387,85 @@ type inboundFunc func(*wire.Message)
 
 func (f inboundFunc) HandleMessage(m *wire.Message) { f(m) }
 
-// register makes a WebSocket connection reachable once its handshake is
-// read.
+// register makes a WebSocket connection reachable, and records its
+// client, once its handshake is read: the client may act on the handshake
+// answer before philippseith reports the session.
 func (s *Server) register(sc *serverConn) {
 	s.mu.Lock()
-	if s.accepting[sc.id] == sc {
+	ok := s.accepting[sc.id] == sc
+	if ok {
 		delete(s.accepting, sc.id)
 		s.conns[sc.id] = sc
 	}
 	s.mu.Unlock()
+	if ok {
+		s.record(sc)
+	}
 }
 
-// connected records a connection whose session started.
-func (s *Server) connected(hc signalr.HubConnection) {
-	id := hc.ConnectionID()
-	s.mu.Lock()
-	sc, ok := s.accepting[id]
-	if ok {
-		delete(s.accepting, id)
-		s.conns[id] = sc
-	} else if sc, ok = s.conns[id]; ok && sc.conn == nil {
-		ok = false // an id clash with a server-sent-events session
-	}
-	if ok {
-		sc.connected = time.Now().UTC()
-	}
-	s.mu.Unlock()
-	if !ok {
-		// A server-sent-events session, which philippseith accepted: its
-		// id is the negotiate token.
-		sc = s.sseConnected(hc)
-	}
-	sc.record = recordFrom(sc.id, sc.info, time.Now().UTC())
+// record stores the client record of a new connection and fires the
+// connect event.
+func (s *Server) record(sc *serverConn) {
+	sc.connected = time.Now().UTC()
+	sc.record = recordFrom(sc.id, sc.info, sc.connected)
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.handshakeTimeout)
 	defer cancel()
 	s.cfg.state.connect(ctx, sc.record)
 	s.log.Debug("communication: client connected", "connection", sc.id, "remote", sc.info.remoteAddr)
 }
 
-// disconnected unregisters a connection whose session ended.
+// connected is philippseith's report of a session that started: a
+// WebSocket registered at its handshake, or a server-sent-events session,
+// whose id is the negotiate token.
+func (s *Server) connected(hc signalr.HubConnection) {
+	s.mu.RLock()
+	sc, ok := s.conns[hc.ConnectionID()]
+	s.mu.RUnlock()
+	if ok && sc.conn != nil {
+		return
+	}
+	s.record(s.sseConnected(hc))
+}
+
+// disconnected is philippseith's report of a session that ended.
 func (s *Server) disconnected(hc signalr.HubConnection) {
 	id := hc.ConnectionID()
-	s.mu.Lock()
+	s.mu.RLock()
 	if sc, ok := s.sse[id]; ok {
-		delete(s.sse, id)
 		id = sc.id
 	}
-	sc, ok := s.conns[id]
-	if ok {
-		delete(s.conns, id)
+	sc := s.conns[id]
+	s.mu.RUnlock()
+	if sc != nil {
+		s.drop(sc)
 	}
+}
+
+// drop ends a connection's life on the server once: it leaves the maps,
+// its pending requests fail, and its record is marked disconnected.
+func (s *Server) drop(sc *serverConn) {
+	s.mu.Lock()
+	if s.conns[sc.id] == sc {
+		delete(s.conns, sc.id)
+	}
+	if sc.token != "" && s.sse[sc.token] == sc {
+		delete(s.sse, sc.token)
+	}
+	delete(s.accepting, sc.id)
+	first := !sc.dropped
+	sc.dropped = true
 	s.mu.Unlock()
-	if !ok {
+	if !first {
 		return
 	}
 	reason := ErrConnectionLost
-	if sc.conn != nil {
-		if err := sc.conn.Err(); err != nil {
-			sc.peer.close(fmt.Errorf("%w: %v", ErrConnectionLost, err))
-		}
+	if sc.conn != nil && sc.conn.Err() != nil {
+		reason = fmt.Errorf("%w: %v", ErrConnectionLost, sc.conn.Err())
 	}
 	sc.peer.close(reason)
+	if sc.connected.IsZero() {
+		return // never recorded
+	}
 	rec := sc.record
 	rec.IsConnected = false
 	rec.DisconnectTime = time.Now().UTC()
@@ -460,7 +474,7 @@ func (s *Server) disconnected(hc signalr.HubConnection) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.cfg.handshakeTimeout)
 	defer cancel()
 	s.cfg.state.disconnect(ctx, rec)
-	s.log.Debug("communication: client disconnected", "connection", id)
+	s.log.Debug("communication: client disconnected", "connection", sc.id)
 }
 
 // Clients returns the records of the known clients, connected or kept

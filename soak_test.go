@@ -51,7 +51,7 @@ func TestSoak(t *testing.T) {
 	runtime.ReadMemStats(&before)
 
 	var mu sync.Mutex
-	serverSeen := map[string]int{}          // client instance -> posts received, in order
+	serverSeen := map[string]int{}           // client instance -> posts received, in order
 	serverDone := map[string]chan struct{}{} // closed when all arrived
 	var orderErrs atomic.Int64
 	ts := newServer(t, communication.WithMaxConcurrentRequests(16))

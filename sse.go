@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/philippseith/signalr"
 
@@ -30,7 +29,7 @@ func (s *Server) sseConnected(hc signalr.HubConnection) *serverConn {
 	if !ok {
 		n = negotiation{connID: token}
 	}
-	sc := &serverConn{id: n.connID, info: n.info, token: token, connected: time.Now().UTC()}
+	sc := &serverConn{id: n.connID, info: n.info, token: token}
 	sink := &hubSink{hc: hc}
 	table := pending.New(pending.AnyOrder, n.info.correlation, s.pendingEvents(n.connID))
 	sc.peer = newPeer(s.ctx, sc.id, s.h, &s.cfg.common, sink, table)
