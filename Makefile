@@ -1,6 +1,6 @@
 # Tharga Communication for Go. `make help` lists the targets.
 GO            ?= go
-STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.6.1
 GOVULNCHECK   := golang.org/x/vuln/cmd/govulncheck@v1.1.4
 FUZZTIME      ?= 30s
 BENCHCOUNT    ?= 5

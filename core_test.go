@@ -91,7 +91,7 @@ func TestManyInFlight(t *testing.T) {
 	echo := communication.SendHandlerFunc[Echo, EchoBack](func(ctx context.Context, e Echo) (EchoBack, error) {
 		// Finish in an order unrelated to arrival.
 		time.Sleep(time.Duration((e.N*7919)%5) * time.Millisecond)
-		return EchoBack{N: e.N}, nil
+		return EchoBack(e), nil
 	})
 	require.NoError(t, communication.HandleSend(ts.Handlers(), echo))
 	c := newClient(t, ts, communication.WithMaxConcurrentRequests(1000))
@@ -280,7 +280,7 @@ func TestTimeoutAndLateAnswer(t *testing.T) {
 		if e.N == 1 {
 			<-release // answer only after the caller gave up
 		}
-		return EchoBack{N: e.N}, nil
+		return EchoBack(e), nil
 	})))
 	c := startClient(t, ts)
 
@@ -371,7 +371,7 @@ func TestConcurrencyBound(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 		running.Add(-1)
-		return EchoBack{N: e.N}, nil
+		return EchoBack(e), nil
 	})))
 	c := startClient(t, ts)
 	var wg sync.WaitGroup

@@ -68,7 +68,7 @@ func TestSoak(t *testing.T) {
 		return nil
 	})))
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Echo, EchoBack](func(ctx context.Context, e Echo) (EchoBack, error) {
-		return EchoBack{N: e.N}, nil
+		return EchoBack(e), nil
 	})))
 
 	deadline := time.Now().Add(duration)
@@ -137,7 +137,7 @@ func soakSession(ts *testServer, w int, mu *sync.Mutex, serverSeen map[string]in
 		return err
 	}
 	if err := communication.HandleSend(c.Handlers(), communication.SendHandlerFunc[Echo, EchoBack](func(ctx context.Context, e Echo) (EchoBack, error) {
-		return EchoBack{N: e.N}, nil
+		return EchoBack(e), nil
 	})); err != nil {
 		return err
 	}

@@ -262,7 +262,10 @@ func (r *mpReader) skip(depth int) bool {
 		}
 		n, ok := r.mapLen()
 		for ; ok && n > 0; n-- {
-			ok = r.skip(depth+1) && r.skip(depth+1)
+			ok = r.skip(depth + 1) // the key
+			if ok {
+				ok = r.skip(depth + 1) // the value
+			}
 		}
 		return ok
 	}
