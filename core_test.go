@@ -436,3 +436,15 @@ func TestMessagePackClient(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "client: b", pong.Reply)
 }
+
+// TestMountBesideRoot mounts the hub on a mux that also serves "GET /".
+func TestMountBesideRoot(t *testing.T) {
+	srv, err := communication.AddServer()
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("GET /", http.NotFoundHandler())
+	srv.Mount(mux)
+	ts := serveTest(t, srv, mux)
+	c := startClient(t, ts)
+	require.True(t, c.IsConnected())
+}

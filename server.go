@@ -162,11 +162,16 @@ func (s *Server) Handlers() *Handlers { return s.h }
 // Pattern returns the path the hub is meant to be mounted at.
 func (s *Server) Pattern() string { return s.cfg.pattern }
 
-// Mount registers the server on mux at its pattern and at pattern +
-// "/negotiate".
-func (s *Server) Mount(mux interface{ Handle(string, http.Handler) }) {
-	mux.Handle(s.cfg.pattern, s)
-	mux.Handle(strings.TrimSuffix(s.cfg.pattern, "/")+"/negotiate", s)
+// Mount registers the server on an http.ServeMux: GET and POST at its
+// pattern, POST at pattern + "/negotiate". The patterns name their methods,
+// so that they live beside an application's own ("GET /" included). With
+// another router, route those paths to the Server yourself: it serves any
+// path ending in "/negotiate" as negotiate and any other as the hub.
+func (s *Server) Mount(mux *http.ServeMux) {
+	p := strings.TrimSuffix(s.cfg.pattern, "/")
+	mux.Handle("GET "+p, s)
+	mux.Handle("POST "+p, s)
+	mux.Handle("POST "+p+"/negotiate", s)
 }
 
 // ServeHTTP serves negotiate (a path ending in "/negotiate") and the
@@ -376,6 +381,9 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, key KeyI
 	defer s.serving.Done()
 
 	err = s.sr.Serve(conn)
+	// philippseith ends a session with a close message: let it (and
+	// whatever was queued before it) reach the client.
+	conn.Flush(time.Second)
 	conn.Close(err)
 	// philippseith reported the end if the session started; this covers
 	// a handshake that failed.

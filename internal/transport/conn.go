@@ -352,6 +352,8 @@ func (c *Conn) drain() {
 		if len(c.pending) == 0 || c.closeErr != nil {
 			c.writing = false
 			closing := c.closing && c.closeErr == nil
+			close(c.space) // wakes Flush
+			c.space = make(chan struct{})
 			c.mu.Unlock()
 			if closing {
 				c.Close(nil)
@@ -452,6 +454,26 @@ func (c *Conn) writeTimeout() time.Duration {
 		return c.cfg.WriteTimeout
 	}
 	return 10 * time.Second
+}
+
+// Flush waits, at most d, until everything queued has been written.
+func (c *Conn) Flush(d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		idle := (!c.writing && (len(c.pending) == 0 || c.mode == 0)) || c.closeErr != nil
+		space := c.space
+		c.mu.Unlock()
+		if idle {
+			return
+		}
+		select {
+		case <-space:
+		case <-timer.C:
+			return
+		}
+	}
 }
 
 // Close ends the connection once; reason nil means a normal close.
