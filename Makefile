@@ -36,3 +36,5 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
 soak: ## Soak: SOAK_CLIENTS (500) clients posting and requesting both ways with churn for SOAK_DURATION (5m).
 	SOAK_CLIENTS=$(SOAK_CLIENTS) SOAK_DURATION=$(SOAK_DURATION) $(GO) test -race -count=1 -run '^TestSoak$$' -timeout 0 -v .
 
+bench: ## Run the benchmarks against raw SignalR and raw WebSocket; print the table (BENCHCOUNT runs, default 5).
+	$(GO) run ./bench/cmd/benchtable -count $(BENCHCOUNT)

@@ -1,0 +1,320 @@
+// Command benchtable runs the benchmarks of ./bench and prints one
+// Markdown table: each operation measured with this library (ours), raw
+// github.com/philippseith/signalr and a raw github.com/coder/websocket
+// connection, their ratios, allocations, and the targets of the
+// performance issue. Every number is the median over -count runs.
+//
+// Run it from the module root (make bench does):
+//
+//	go run ./bench/cmd/benchtable -count 5
+//
+// The benchmarks' own output goes to stderr as they run; the table goes to
+// stdout.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	count := flag.Int("count", 5, "runs of each benchmark; the table shows medians")
+	benchtime := flag.String("benchtime", "500ms", "go test -benchtime for each run")
+	bench := flag.String("bench", ".", "go test -bench pattern")
+	pkg := flag.String("pkg", "./bench/", "package of the benchmarks")
+	in := flag.String("in", "", "read benchmark output from this file instead of running go test (- for stdin)")
+	flag.Parse()
+
+	var out []byte
+	var err error
+	start := time.Now()
+	if *in != "" {
+		out, err = readInput(*in)
+	} else {
+		out, err = run(*count, *benchtime, *bench, *pkg)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+	res := parse(out)
+	if len(res) == 0 {
+		fmt.Fprintln(os.Stderr, "benchtable: no benchmark results")
+		os.Exit(1)
+	}
+	runs := 0
+	for _, units := range res {
+		for _, vs := range units {
+			runs = max(runs, len(vs))
+		}
+	}
+	fmt.Printf("%s, %s, %d CPUs, %s, %s/%s; medians of %d runs of -benchtime %s (%s)\n\n",
+		time.Now().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH,
+		runs, *benchtime, time.Since(start).Round(time.Second))
+	printTable(os.Stdout, res)
+}
+
+func readInput(name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(name)
+}
+
+// run runs go test, echoing its output to stderr, and returns the output.
+func run(count int, benchtime, bench, pkg string) ([]byte, error) {
+	args := []string{"test", "-run", "^$", "-bench", bench, "-benchtime", benchtime,
+		"-count", strconv.Itoa(count), "-timeout", "30m", pkg}
+	fmt.Fprintln(os.Stderr, "go", strings.Join(args, " "))
+	cmd := exec.Command("go", args...)
+	var buf bytes.Buffer
+	cmd.Stdout = io.MultiWriter(&buf, os.Stderr)
+	cmd.Stderr = io.MultiWriter(&buf, os.Stderr)
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("go test: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// key names one measured variant.
+type key struct {
+	op    string // e.g. "Post/client-to-server", "Request/client-to-server/inflight=64"
+	proto string // json, msgpack
+	impl  string // ours, signalr, websocket
+}
+
+// results holds every sample of every metric (unit) of every variant.
+type results map[key]map[string][]float64
+
+var lineRE = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+func parse(out []byte) results {
+	res := results{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		m := lineRE.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		parts := strings.Split(m[1], "/")
+		if len(parts) < 3 {
+			continue
+		}
+		k := key{
+			op:    strings.Join(parts[:len(parts)-2], "/"),
+			proto: parts[len(parts)-2],
+			impl:  parts[len(parts)-1],
+		}
+		fields := strings.Fields(m[2])
+		for i := 0; i+1 < len(fields); i += 2 {
+			v, err := strconv.ParseFloat(fields[i], 64)
+			if err != nil {
+				continue
+			}
+			if res[k] == nil {
+				res[k] = map[string][]float64{}
+			}
+			res[k][fields[i+1]] = append(res[k][fields[i+1]], v)
+		}
+	}
+	return res
+}
+
+// get returns the median of a metric, NaN when it was not measured. The
+// raw WebSocket has no hub protocol: it is measured once, under json.
+func (r results) get(k key, unit string) float64 {
+	vs := r[k][unit]
+	if len(vs) == 0 && k.impl == "websocket" && k.proto != "json" {
+		k.proto = "json"
+		vs = r[k][unit]
+	}
+	return median(vs)
+}
+
+func median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), vs...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// row is one line of the table.
+type row struct {
+	label, unit string
+	op, proto   string
+	metric      string
+	// higher tells whether more is better (rates) or worse (costs).
+	higher bool
+	// allocs: show allocations per op (not for memory rows).
+	allocs bool
+	target target
+}
+
+// target is the performance issue's goal for a row.
+type target struct {
+	text string
+	// minSR and minWS are the least ratios ours/raw for rates; maxSR the
+	// most for costs; maxAllocs the most allocs/op ratio to raw SignalR.
+	minSR, minWS, maxSR, maxAllocs float64
+}
+
+func rows() []row {
+	var rs []row
+	protos := []struct{ name, label string }{{"json", "JSON"}, {"msgpack", "MessagePack"}}
+	postTarget := target{text: ">=1.0x SR, allocs <=1.2x SR", minSR: 1.0, maxAllocs: 1.2}
+	for _, dir := range []struct{ name, label string }{{"client-to-server", "client→server"}, {"server-to-client", "server→client"}} {
+		for _, p := range protos {
+			rs = append(rs, row{label: "post " + dir.label + ", " + p.label, unit: "msgs/s",
+				op: "Post/" + dir.name, proto: p.name, metric: "msgs/s", higher: true, allocs: true, target: postTarget})
+		}
+	}
+	for _, dir := range []struct{ name, label string }{{"client-to-server", "client→server"}, {"server-to-client", "server→client"}} {
+		for _, n := range []int{1, 64} {
+			for _, p := range protos {
+				var t target
+				if p.name == "json" && n == 1 {
+					t = target{text: ">=1.0x SR", minSR: 1.0}
+				}
+				if p.name == "json" && n == 64 {
+					t = target{text: ">=1.5x SR, >=0.3x WS", minSR: 1.5, minWS: 0.3}
+				}
+				rs = append(rs, row{label: fmt.Sprintf("request %s, %d in flight, %s", dir.label, n, p.label), unit: "round trips/s",
+					op: fmt.Sprintf("Request/%s/inflight=%d", dir.name, n), proto: p.name, metric: "msgs/s", higher: true, allocs: true, target: t})
+			}
+		}
+	}
+	fleet := "Clients/n=1000"
+	rs = append(rs,
+		row{label: "broadcast to 1,000 clients, JSON (allocs, B per broadcast)", unit: "deliveries/s", op: fleet, proto: "json",
+			metric: "msgs/s", higher: true, allocs: true, target: target{text: ">=0.91x SR (within 1.1x)", minSR: 1 / 1.1}},
+		row{label: "idle client: heap (both ends), 1,000 clients", unit: "B/client", op: fleet, proto: "json",
+			metric: "heap-B/client", target: target{text: "<=1.1x SR", maxSR: 1.1}},
+		row{label: "idle client: goroutine stacks (both ends)", unit: "B/client", op: fleet, proto: "json",
+			metric: "stack-B/client", target: target{text: "<=1.1x SR", maxSR: 1.1}},
+		row{label: "idle client: goroutines (both ends)", unit: "per client", op: fleet, proto: "json",
+			metric: "goroutines/client", target: target{text: "<=1.1x SR", maxSR: 1.1}},
+	)
+	return rs
+}
+
+func printTable(w io.Writer, res results) {
+	fmt.Fprintln(w, "| operation | unit | ours | raw SignalR | raw WS | ours/SR | ours/WS | allocs/op ours | allocs/op SR | B/op ours | B/op SR | target |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+	for _, r := range rows() {
+		ours := res.get(key{r.op, r.proto, "ours"}, r.metric)
+		sr := res.get(key{r.op, r.proto, "signalr"}, r.metric)
+		ws := res.get(key{r.op, r.proto, "websocket"}, r.metric)
+		if math.IsNaN(ours) && math.IsNaN(sr) && math.IsNaN(ws) {
+			continue
+		}
+		cells := []string{r.label, r.unit, num(ours), num(sr), num(ws), ratio(ours, sr), ratio(ours, ws)}
+		ao, as := math.NaN(), math.NaN()
+		bo, bs := math.NaN(), math.NaN()
+		if r.allocs {
+			ao = res.get(key{r.op, r.proto, "ours"}, "allocs/op")
+			as = res.get(key{r.op, r.proto, "signalr"}, "allocs/op")
+			bo = res.get(key{r.op, r.proto, "ours"}, "B/op")
+			bs = res.get(key{r.op, r.proto, "signalr"}, "B/op")
+		}
+		cells = append(cells, num(ao), num(as), num(bo), num(bs), verdict(r.target, ours, sr, ws, ao, as))
+		fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
+	}
+}
+
+// verdict checks a row against its target.
+func verdict(t target, ours, sr, ws, ao, as float64) string {
+	if t.text == "" {
+		return "-"
+	}
+	var missed []string
+	check := func(ok bool, what string, v float64) {
+		if math.IsNaN(v) {
+			missed = append(missed, what+" not measured")
+		} else if !ok {
+			missed = append(missed, fmt.Sprintf("%s %.2fx", what, v))
+		}
+	}
+	if t.minSR > 0 {
+		v := ours / sr
+		check(v >= t.minSR, "SR", v)
+	}
+	if t.minWS > 0 {
+		v := ours / ws
+		check(v >= t.minWS, "WS", v)
+	}
+	if t.maxSR > 0 {
+		v := ours / sr
+		check(v <= t.maxSR, "SR", v)
+	}
+	if t.maxAllocs > 0 {
+		v := ao / as
+		check(v <= t.maxAllocs, "allocs", v)
+	}
+	if len(missed) == 0 {
+		return t.text + ": met"
+	}
+	return t.text + ": **missed** (" + strings.Join(missed, ", ") + ")"
+}
+
+func ratio(a, b float64) string {
+	if math.IsNaN(a) || math.IsNaN(b) || b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+// num formats a value with thousands separators, two decimals below 100.
+func num(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "-"
+	case math.Abs(v) < 100 && v != math.Trunc(v):
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	s := strconv.FormatInt(int64(math.Round(v)), 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// cpuModel reads the CPU model from /proc/cpuinfo where there is one.
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
