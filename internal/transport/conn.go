@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,7 @@ type Conn struct {
 
 	closeOnce sync.Once
 	done      chan struct{}
+	stopWatch func() bool // ends the watch on the parent context; under mu
 }
 
 var _ signalr.Connection = (*Conn)(nil)
@@ -115,6 +117,10 @@ func NewConn(ctx context.Context, ws *websocket.Conn, cfg ConnConfig) *Conn {
 	if cfg.Side == ClientSide {
 		c.proto.Store(uint32(cfg.Protocol))
 	}
+	stop := context.AfterFunc(ctx, func() { c.Close(context.Cause(ctx)) })
+	c.mu.Lock()
+	c.stopWatch = stop
+	c.mu.Unlock()
 	return c
 }
 
@@ -204,7 +210,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 func (c *Conn) readMessage() ([]byte, error) {
-	_, r, err := c.ws.Reader(c.ctx)
+	// No per-read context: Close (and the end of the parent context, see
+	// NewConn) unblocks the read by closing the socket.
+	_, r, err := c.ws.Reader(context.Background())
 	if err != nil {
 		return nil, err
 	}
@@ -348,6 +356,9 @@ func (c *Conn) enqueue(encode func([]byte) []byte, limited bool, ctx context.Con
 // drain writes the queue until it is empty, then exits.
 func (c *Conn) drain() {
 	for {
+		// Let the senders that are ready queue their frames first: one
+		// WebSocket write then carries several (a write is a syscall).
+		runtime.Gosched()
 		c.mu.Lock()
 		if len(c.pending) == 0 || c.closeErr != nil {
 			c.writing = false
@@ -486,8 +497,12 @@ func (c *Conn) Close(reason error) {
 		c.closeErr = reason
 		close(c.space)
 		c.space = make(chan struct{})
+		stop := c.stopWatch
 		c.mu.Unlock()
 		close(c.done)
+		if stop != nil {
+			stop()
+		}
 		c.cancel()
 		_ = c.ws.CloseNow()
 		c.log.Debug("communication: connection closed", "connection", c.ConnectionID(), "reason", reason)
