@@ -160,8 +160,12 @@ func (s *ClientState[T]) disconnect(ctx context.Context, rec ClientRecord) {
 		return
 	}
 	if !ok || c.ConnectionID != rec.ConnectionID {
-		// A newer connection of the same instance owns the record.
+		// A newer connection of the same instance owns the record (the
+		// client reconnected before this end was noticed): leave it, but
+		// tell the application this connection ended.
 		s.mu.Unlock()
+		gone := ClientEntry[T]{ClientRecord: rec, Data: c.Data}
+		s.event(ctx, s.onDisconnect, gone)
 		return
 	}
 	c.IsConnected = false

@@ -108,8 +108,16 @@ func TestClientRecords(t *testing.T) {
 	e, _, err := state.GetByInstance(ctx, instance)
 	require.NoError(t, err)
 	require.WithinDuration(t, time.Now(), e.DisconnectTime, time.Minute)
-	require.Equal(t, 2, e.Data.Disconnects)
+	// The first connection's end may be noticed after the reconnect, when
+	// the newer connection already owns the record: then only the event
+	// tells of it.
+	require.GreaterOrEqual(t, e.Data.Disconnects, 1)
 
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(disconnects) >= 2
+	}, 10*time.Second, time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, connects, 2, "one connect event per connection")
