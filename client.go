@@ -82,7 +82,6 @@ type Client struct {
 	mu        sync.Mutex
 	state     State
 	cur       *peer
-	curConn   *transport.Conn // reserved: the current connection
 	started   bool
 	stopped   chan struct{}
 	connected chan struct{} // closed on the first connect
@@ -373,7 +372,7 @@ func (c *Client) session() error {
 	cause := conn.Err()
 	c.mu.Lock()
 	if c.cur == p.peer {
-		c.cur, c.curConn = nil, nil
+		c.cur = nil
 	}
 	c.mu.Unlock()
 	p.close(fmt.Errorf("%w: %v", ErrConnectionLost, cause))
@@ -495,7 +494,7 @@ func (c *Client) established(cp *clientPeer) {
 		c.mu.Unlock()
 		return
 	}
-	c.cur, c.curConn = cp.peer, nil
+	c.cur = cp.peer
 	c.setStateLocked(StateChange{State: Connected, ConnectionID: cp.id})
 	first := c.connected
 	c.mu.Unlock()
