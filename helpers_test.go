@@ -5,12 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	communication "github.com/tharga/communication-go"
+	"github.com/tharga/communication-go/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -58,7 +57,7 @@ type testServer struct {
 	*communication.Server
 	http *httptest.Server
 	URL  string
-	kl   *killListener
+	kl   *testutil.KillListener
 }
 
 // newServer starts a Server behind a loopback httptest server; both stop
@@ -78,12 +77,12 @@ func newServer(t *testing.T, opts ...communication.ServerOption) *testServer {
 func serveTest(t *testing.T, srv *communication.Server, h http.Handler) *testServer {
 	t.Helper()
 	hs := httptest.NewUnstartedServer(h)
-	kl := &killListener{Listener: hs.Listener}
+	kl := &testutil.KillListener{Listener: hs.Listener}
 	hs.Listener = kl
 	hs.Start()
 	t.Cleanup(func() {
 		require.NoError(t, srv.Close())
-		kl.kill()
+		kl.Kill()
 		hs.Close()
 	})
 	return &testServer{Server: srv, http: hs, URL: hs.URL, kl: kl}
@@ -91,33 +90,7 @@ func serveTest(t *testing.T, srv *communication.Server, h http.Handler) *testSer
 
 // killConnections cuts every TCP connection to the server, as a crash or
 // a network failure would.
-func (ts *testServer) killConnections() { ts.kl.kill() }
-
-type killListener struct {
-	net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func (l *killListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.mu.Lock()
-		l.conns = append(l.conns, c)
-		l.mu.Unlock()
-	}
-	return c, err
-}
-
-func (l *killListener) kill() {
-	l.mu.Lock()
-	conns := l.conns
-	l.conns = nil
-	l.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
-	}
-}
+func (ts *testServer) killConnections() { ts.kl.Kill() }
 
 // newClient builds a client of ts; it is closed when the test ends.
 func newClient(t *testing.T, ts *testServer, opts ...communication.ClientOption) *communication.Client {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	communication "github.com/tharga/communication-go"
+	"github.com/tharga/communication-go/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -76,7 +77,7 @@ type goServer struct {
 	URL  string // http://127.0.0.1:port
 	Addr string // 127.0.0.1:port
 	hs   *http.Server
-	ln   *trackingListener
+	ln   *testutil.KillListener
 	done chan struct{}
 	once sync.Once
 }
@@ -94,7 +95,7 @@ func serve(t testing.TB, addr string, srv *communication.Server) *goServer {
 		URL:    "http://" + ln.Addr().String(),
 		Addr:   ln.Addr().String(),
 		hs:     &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
-		ln:     &trackingListener{Listener: ln},
+		ln:     &testutil.KillListener{Listener: ln},
 		done:   make(chan struct{}),
 	}
 	go func() {
@@ -133,7 +134,7 @@ func (g *goServer) stop() {
 		defer cancel()
 		_ = g.Server.Shutdown(ctx)
 		_ = g.hs.Shutdown(ctx)
-		g.ln.kill()
+		g.ln.Kill()
 		<-g.done
 	})
 }
@@ -143,7 +144,7 @@ func (g *goServer) stop() {
 func (g *goServer) crash() {
 	g.once.Do(func() {
 		_ = g.hs.Close()
-		g.ln.kill()
+		g.ln.Kill()
 		_ = g.Server.Close()
 		<-g.done
 	})
@@ -154,34 +155,6 @@ func (g *goServer) waitConnected(t testing.TB, id string) {
 	t.Helper()
 	require.Eventually(t, func() bool { return slices.Contains(g.ConnectionIDs(), id) },
 		10*time.Second, time.Millisecond, "the server never listed connection %q (it has %v)", id, g.ConnectionIDs())
-}
-
-// trackingListener remembers the connections it accepted, hijacked
-// WebSockets included, so that they can be cut.
-type trackingListener struct {
-	net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.mu.Lock()
-		l.conns = append(l.conns, c)
-		l.mu.Unlock()
-	}
-	return c, err
-}
-
-func (l *trackingListener) kill() {
-	l.mu.Lock()
-	conns := l.conns
-	l.conns = nil
-	l.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
-	}
 }
 
 func ctxFor(t testing.TB, d time.Duration) context.Context {
