@@ -1,7 +1,6 @@
 package communication
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -93,7 +92,9 @@ func (p *peer) handlePost(m *wire.Message) {
 		p.log.Warn("communication: post dropped", "connection", p.id, "type", typ, "error", ErrUnknownType)
 		return
 	}
-	payload := bytes.Clone(m.Wrapper.Payload)
+	// The decoders never let a payload alias the read buffer (see
+	// wire.Message): it can be kept as it is.
+	payload := m.Wrapper.Payload
 	err := p.posts.Push(p.ctx, func() {
 		ctx, cancel := context.WithTimeout(p.life, p.cfg.handlerTimeout)
 		defer cancel()
@@ -118,7 +119,6 @@ func (p *peer) handleSend(m *wire.Message) {
 		p.answerError(&w, fmt.Sprintf("Cannot find handler for type '%s'.", wire.FullName(w.Type)), CodeUnknownType)
 		return
 	}
-	w.Payload = bytes.Clone(w.Payload)
 	select {
 	case p.requests <- struct{}{}:
 	case <-p.ctx.Done():
@@ -196,7 +196,6 @@ func (p *peer) handleResponse(m *wire.Message) {
 		return
 	}
 	w := m.Wrapper
-	w.Payload = bytes.Clone(w.Payload)
 	if !p.pending.Resolve(&w) {
 		p.log.Debug("communication: answer dropped: no request waits for it", "connection", p.id, "type", w.Type, "correlationId", w.CorrelationID)
 	}

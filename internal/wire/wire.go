@@ -73,7 +73,8 @@ type Wrapper struct {
 	TimeoutMillis int64
 }
 
-// Message is one decoded hub message.
+// Message is one decoded hub message. Its strings and byte slices never
+// alias the input: a caller may reuse its read buffer and keep them.
 type Message struct {
 	// Type is the SignalR message type (TypeInvocation, TypePing, ...).
 	Type int
