@@ -3,6 +3,7 @@ package communication
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Compare with errors.Is: the errors returned by this
@@ -88,11 +89,8 @@ func (e *RemoteError) Is(target error) bool {
 // isDotNetUnknown recognises the .NET original's error text for a type it
 // cannot resolve or has no handler for.
 func isDotNetUnknown(msg string) bool {
-	const a, b = "Cannot find handler for type", "Cannot find type"
-	return len(msg) >= len(b) && (hasPrefix(msg, a) || hasPrefix(msg, b))
+	return strings.HasPrefix(msg, "Cannot find handler for type") || strings.HasPrefix(msg, "Cannot find type")
 }
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 // timeoutError wraps ErrTimeout and the context's error, so that both
 // errors.Is(err, ErrTimeout) and errors.Is(err, context.DeadlineExceeded)

@@ -91,9 +91,8 @@ func (s *Server) ssePost(w http.ResponseWriter, r *http.Request) {
 // hubSink writes invocations through philippseith's connection, one at a
 // time, so that they leave in call order and report their errors.
 type hubSink struct {
-	mu  sync.Mutex
-	hc  signalr.HubConnection
-	buf []byte
+	mu sync.Mutex
+	hc signalr.HubConnection
 }
 
 func (h *hubSink) Send(ctx context.Context, target string, w *wire.Wrapper) error {
@@ -102,8 +101,7 @@ func (h *hubSink) Send(ctx context.Context, target string, w *wire.Wrapper) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	h.buf = appendWrapperJSON(h.buf[:0], w)
-	arg := json.RawMessage(bytes.Clone(h.buf))
+	arg := json.RawMessage(appendWrapperJSON(nil, w))
 	return h.hc.SendInvocation("", target, []any{arg})
 }
 
