@@ -463,11 +463,11 @@ func (c *Client) dial() (*transport.Conn, *clientPeer, error) {
 		MaxMessage:   c.cfg.maxMessage,
 		QueueLimit:   c.cfg.sendQueueBytes,
 		WriteTimeout: c.cfg.writeTimeout,
-		Inbound:      inboundFunc(func(m *wire.Message) { cp.peer.HandleMessage(m) }),
+		Inbound:      (*clientInbound)(cp),
 		OnHandshake:  func(wire.Protocol) { c.established(cp) },
 		Logger:       c.log,
 	})
-	cp.peer = newPeer(c.ctx, nr.ConnectionID, c.h, &c.cfg.common, conn, table)
+	cp.peer = newPeer(c.ctx, nr.ConnectionID, c.h, &c.cfg.common, conn, table, nil)
 	c.mu.Lock()
 	live := c.peers[:0]
 	for _, p := range c.peers {
@@ -486,6 +486,13 @@ type clientPeer struct {
 	*peer
 	ready chan struct{}
 }
+
+// clientInbound is a connection's transport.Inbound: its peer, which is
+// made after the connection it writes to, before anything is read.
+type clientInbound clientPeer
+
+func (c *clientInbound) HandleMessage(m *wire.Message) bool { return c.peer.HandleMessage(m) }
+func (c *clientInbound) Ready() <-chan struct{}             { return c.peer.Ready() }
 
 // established makes a connection whose handshake went through current.
 func (c *Client) established(cp *clientPeer) {

@@ -6,8 +6,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // DefaultRetention is how long a ClientState keeps a disconnected client.
@@ -260,32 +258,4 @@ func (s *ClientState[T]) record(ctx context.Context, id string) (ClientRecord, b
 // ClientState with no application data and a MemoryRepository.
 func WithClientState[T any](s *ClientState[T]) ServerOption {
 	return serverOption(func(c *serverConfig) { c.state = s })
-}
-
-// recordFrom builds the bookkeeping of a new connection from what the
-// client said when it connected. Values are length-capped: they come from
-// the network.
-func recordFrom(connID string, info connInfo, now time.Time) ClientRecord {
-	get := func(k string) string {
-		v := info.header.Get(k)
-		if len(v) > 256 {
-			v = v[:256]
-		}
-		return v
-	}
-	inst := get(HeaderClientInstance)
-	if _, err := uuid.Parse(inst); err != nil {
-		inst = "" // absent or not a UUID: keyed by connection
-	}
-	return ClientRecord{
-		Instance:     inst,
-		ConnectionID: connID,
-		Machine:      get(HeaderClientMachine),
-		Type:         get(HeaderClientType),
-		Version:      get(HeaderClientVersion),
-		KeyID:        info.key.ID,
-		KeyName:      info.key.Name,
-		IsConnected:  true,
-		ConnectTime:  now,
-	}
 }

@@ -36,6 +36,12 @@ var (
 	ErrSlowConsumer = errors.New("communication: slow consumer")
 	// ErrBadMessage reports a message that could not be encoded or decoded.
 	ErrBadMessage = errors.New("communication: bad message")
+	// ErrTooLarge reports a message larger than the receiving side accepts
+	// (its maximum message size, which it announces when it connects; a
+	// peer that does not is assumed to accept what this side does). The
+	// message is not sent; the connection goes on. A RemoteError whose Code
+	// is CodeTooLarge (an answer too large to send back) matches it.
+	ErrTooLarge = errors.New("communication: message too large")
 )
 
 // Codes of a RemoteError, carried in the error answer as "Code" (which .NET
@@ -51,6 +57,9 @@ const (
 	CodeHandlerPanic = "handler_panic"
 	// CodeTimeout: the handler did not finish before its deadline.
 	CodeTimeout = "timeout"
+	// CodeTooLarge: the handler's answer was larger than the caller
+	// accepts.
+	CodeTooLarge = "too_large"
 )
 
 // RemoteError is a failure reported by the remote side in answer to a
@@ -82,6 +91,8 @@ func (e *RemoteError) Is(target error) bool {
 		return e.Code == CodeUnknownType || isDotNetUnknown(e.Message)
 	case ErrTimeout:
 		return e.Code == CodeTimeout
+	case ErrTooLarge:
+		return e.Code == CodeTooLarge
 	}
 	return false
 }

@@ -19,6 +19,7 @@ const (
 	DefaultHandlerTimeout        = 60 * time.Second
 	DefaultSendQueueBytes        = 4 << 20
 	DefaultWriteTimeout          = 10 * time.Second
+	DefaultMaxServerHandlers     = 10_000
 )
 
 // ServerOption configures a Server.
@@ -132,15 +133,20 @@ func WithHandshakeTimeout(d time.Duration) Option {
 }
 
 // WithMaxMessageSize bounds one incoming hub message in bytes; a larger one
-// is dropped with a logged error and the connection goes on. Default: 32 KiB
-// (as .NET SignalR).
+// is dropped with a logged warning and the connection goes on, whatever its
+// size (it is skipped as it arrives, never buffered). The bound is
+// announced to the other end when the connection is made, so that a Go
+// peer refuses a larger message with ErrTooLarge before sending it.
+// Default: 32 KiB (as .NET SignalR).
 func WithMaxMessageSize(n int) Option {
 	return commonOption(func(c *common) { c.maxMessage = n })
 }
 
 // WithMaxConcurrentRequests bounds how many incoming requests of one
 // connection run at once. Past it the connection stops reading until one
-// finishes: backpressure, not an unbounded number of goroutines. Default: 64.
+// finishes: backpressure, not an unbounded number of goroutines. The
+// connection stays up meanwhile, and its running handlers are cancelled if
+// it drops. Default: 64.
 func WithMaxConcurrentRequests(n int) Option {
 	return commonOption(func(c *common) { c.maxRequests = n })
 }
@@ -181,11 +187,21 @@ type serverConfig struct {
 	validator          KeyValidator
 	state              clientTracker
 	onPending          func(PendingEvent)
+	maxHandlers        int
 }
 
 type serverOption func(*serverConfig)
 
 func (o serverOption) applyServer(c *serverConfig) { o(c) }
+
+// WithMaxServerHandlers bounds how many handlers (requests and posts) run
+// at once across all the server's connections, beside the bound of each
+// connection (WithMaxConcurrentRequests). A connection whose next message
+// finds no slot stops being read until one frees (backpressure); it stays
+// connected meanwhile. Default: 10,000.
+func WithMaxServerHandlers(n int) ServerOption {
+	return serverOption(func(c *serverConfig) { c.maxHandlers = n })
+}
 
 // WithPattern sets the path the hub is mounted at, used by Server.Mount and
 // Server.Pattern. Default: "/hub".

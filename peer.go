@@ -36,7 +36,9 @@ type peer struct {
 	out      outbound
 	pending  *pending.Table
 	posts    *serial.Queue
-	requests chan struct{} // semaphore: running request handlers
+	requests *limiter        // this connection's running request handlers
+	shared   *limiter        // the server's running handlers; nil on a client
+	blocked  <-chan struct{} // what a refused message waits for (read goroutine only)
 	// life bounds post handlers (they outlive the connection: what
 	// arrived is handled); ctx bounds request handlers (their answer
 	// cannot outlive the connection).
@@ -48,7 +50,7 @@ type peer struct {
 	closeOnce sync.Once
 }
 
-func newPeer(life context.Context, id string, h *Handlers, cfg *common, out outbound, table *pending.Table) *peer {
+func newPeer(life context.Context, id string, h *Handlers, cfg *common, out outbound, table *pending.Table, shared *limiter) *peer {
 	ctx, cancel := context.WithCancel(life)
 	p := &peer{
 		id:       id,
@@ -57,7 +59,8 @@ func newPeer(life context.Context, id string, h *Handlers, cfg *common, out outb
 		log:      cfg.logger,
 		out:      out,
 		pending:  table,
-		requests: make(chan struct{}, cfg.maxRequests),
+		requests: newLimiter(cfg.maxRequests),
+		shared:   shared,
 		life:     life,
 		ctx:      ctx,
 		cancel:   cancel,
@@ -69,33 +72,47 @@ func newPeer(life context.Context, id string, h *Handlers, cfg *common, out outb
 }
 
 // HandleMessage implements transport.Inbound. It runs on the connection's
-// read goroutine, in arrival order.
-func (p *peer) HandleMessage(m *wire.Message) {
+// read goroutine, in arrival order, and never blocks: a message that finds
+// every handler slot busy is refused, and the connection stops reading
+// until Ready.
+func (p *peer) HandleMessage(m *wire.Message) bool {
 	switch m.Target {
 	case wire.TargetPost:
-		p.handlePost(m)
+		return p.handlePost(m)
 	case wire.TargetSend:
-		p.handleSend(m)
+		return p.handleSend(m)
 	case wire.TargetResponse:
 		p.handleResponse(m)
 	}
+	return true
 }
 
-func (p *peer) handlePost(m *wire.Message) {
+// Ready implements transport.Inbound.
+func (p *peer) Ready() <-chan struct{} { return p.blocked }
+
+func (p *peer) handlePost(m *wire.Message) bool {
 	if m.WrapperErr != nil {
 		p.log.Warn("communication: post dropped", "connection", p.id, "error", m.WrapperErr)
-		return
+		return true
 	}
 	typ := m.Wrapper.Type
 	e := p.h.lookup(typ)
 	if e == nil || e.post == nil {
 		p.log.Warn("communication: post dropped", "connection", p.id, "type", typ, "error", ErrUnknownType)
-		return
+		return true
 	}
 	// The decoders never let a payload alias the read buffer (see
 	// wire.Message): it can be kept as it is.
 	payload := m.Wrapper.Payload
-	err := p.posts.Push(p.ctx, func() {
+	ok, space, err := p.posts.TryPush(func() {
+		if p.shared != nil {
+			// Posts of one connection run one at a time; across the
+			// server they share the bound with requests.
+			if err := p.shared.acquire(p.life); err != nil {
+				return
+			}
+			defer p.shared.release()
+		}
 		ctx, cancel := context.WithTimeout(p.life, p.cfg.handlerTimeout)
 		defer cancel()
 		ctx = withSender(ctx, Sender{ConnectionID: p.id, Type: typ})
@@ -105,31 +122,50 @@ func (p *peer) handlePost(m *wire.Message) {
 	})
 	if err != nil {
 		p.log.Warn("communication: post dropped", "connection", p.id, "type", typ, "error", err)
+		return true
 	}
+	if !ok {
+		p.blocked = space
+	}
+	return ok
 }
 
-func (p *peer) handleSend(m *wire.Message) {
+func (p *peer) handleSend(m *wire.Message) bool {
 	w := m.Wrapper
 	if m.WrapperErr != nil {
 		p.answerError(&w, fmt.Sprintf("Invalid message: %v", m.WrapperErr), CodeBadPayload)
-		return
+		return true
 	}
 	e := p.h.lookup(w.Type)
 	if e == nil || e.send == nil {
 		p.answerError(&w, fmt.Sprintf("Cannot find handler for type '%s'.", wire.FullName(w.Type)), CodeUnknownType)
-		return
+		return true
 	}
-	select {
-	case p.requests <- struct{}{}:
-	case <-p.ctx.Done():
-		return
+	if p.ctx.Err() != nil {
+		return true // the connection is going: nobody would get the answer
+	}
+	ok, wait := p.requests.tryAcquire()
+	if !ok {
+		p.blocked = wait
+		return false
+	}
+	if p.shared != nil {
+		if ok, wait := p.shared.tryAcquire(); !ok {
+			p.requests.release()
+			p.blocked = wait
+			return false
+		}
 	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		defer func() { <-p.requests }()
+		defer p.requests.release()
+		if p.shared != nil {
+			defer p.shared.release()
+		}
 		p.runSend(e, &w)
 	}()
+	return true
 }
 
 func (p *peer) runSend(e *entry, w *wire.Wrapper) {
@@ -159,7 +195,14 @@ func (p *peer) runSend(e *entry, w *wire.Wrapper) {
 		return
 	}
 	resp := wire.Wrapper{Type: name, Payload: answer, CorrelationID: w.CorrelationID}
-	if err := p.out.Send(p.ctx, wire.TargetResponse, &resp); err != nil {
+	err = p.out.Send(p.ctx, wire.TargetResponse, &resp)
+	if errors.Is(err, wire.ErrTooLarge) {
+		// The caller must not wait for an answer that cannot be sent.
+		p.log.Warn("communication: answer too large for the peer", "connection", p.id, "type", w.Type, "error", err)
+		p.answerError(w, fmt.Sprintf("The answer of type '%s' is too large: %v", wire.FullName(name), err), CodeTooLarge)
+		return
+	}
+	if err != nil {
 		p.log.Debug("communication: answer not sent", "connection", p.id, "type", w.Type, "error", err)
 	}
 }
@@ -216,7 +259,7 @@ func (p *peer) wrap(msg any) (wire.Wrapper, error) {
 	}
 	payload, err := json.Marshal(msg)
 	if err != nil {
-		return wire.Wrapper{}, fmt.Errorf("%w: %v", ErrBadMessage, err)
+		return wire.Wrapper{}, fmt.Errorf("%w: %w", ErrBadMessage, err)
 	}
 	return wire.Wrapper{Type: p.h.nameOf(reflect.TypeOf(msg)), Payload: payload}, nil
 }
@@ -277,10 +320,12 @@ func (p *peer) sendErr(err error) error {
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(err, transport.ErrQueueFull):
-		return fmt.Errorf("%w: %v", ErrSlowConsumer, err)
+		return fmt.Errorf("%w: %w", ErrSlowConsumer, err)
+	case errors.Is(err, wire.ErrTooLarge):
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
 	}
 	if errors.Is(err, transport.ErrConnClosed) || p.ctx.Err() != nil {
-		return fmt.Errorf("%w: %v", ErrConnectionLost, err)
+		return fmt.Errorf("%w: %w", ErrConnectionLost, err)
 	}
 	return err
 }
@@ -297,7 +342,7 @@ func (p *peer) close(reason error) {
 
 // busy reports whether handlers of the peer may still be running.
 func (p *peer) busy() bool {
-	return len(p.requests) > 0 || p.posts.Wait(doneContext) != nil
+	return p.requests.running() > 0 || p.posts.Wait(doneContext) != nil
 }
 
 // doneContext is an already-cancelled context, for non-blocking checks.
@@ -326,7 +371,7 @@ func (p *peer) wait(ctx context.Context) error {
 func decodeAnswer[Resp any](w wire.Wrapper) (Resp, error) {
 	var resp Resp
 	if err := json.Unmarshal(w.Payload, &resp); err != nil {
-		return resp, fmt.Errorf("%w: answer of type %s does not decode into %v: %v", ErrBadMessage, w.Type, reflect.TypeFor[Resp](), err)
+		return resp, fmt.Errorf("%w: answer of type %s does not decode into %v: %w", ErrBadMessage, w.Type, reflect.TypeFor[Resp](), err)
 	}
 	return resp, nil
 }

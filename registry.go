@@ -74,7 +74,7 @@ func HandlePost[T any](h *Handlers, handler PostHandler[T], opts ...TypeOption) 
 		post: func(ctx context.Context, payload []byte) error {
 			var msg T
 			if err := json.Unmarshal(payload, &msg); err != nil {
-				return fmt.Errorf("%w: payload does not decode into %v: %v", ErrBadMessage, t, err)
+				return fmt.Errorf("%w: payload does not decode into %v: %w", ErrBadMessage, t, err)
 			}
 			return handler.HandlePost(ctx, msg)
 		},

@@ -1,16 +1,15 @@
 package communication
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,9 +27,10 @@ import (
 // SignalR peers neither send nor read it.
 const correlationHeader = "X-Tharga-Correlation"
 
-// innerPath is where philippseith's own HTTP handlers (negotiate and
-// server-sent events) live on the Server's private mux.
-const innerPath = "/signalr"
+// maxMessageHeader announces, beside correlationHeader, the largest hub
+// message this end accepts, so that the other end refuses a larger one
+// before sending it (ErrTooLarge) instead of having it dropped here.
+const maxMessageHeader = "X-Tharga-Max-Message"
 
 // Server is the hub: an http.Handler serving SignalR negotiate, WebSockets
 // and server-sent events at one path of the user's mux, and the typed
@@ -41,18 +41,19 @@ type Server struct {
 	h     *Handlers
 	log   *slog.Logger
 	sr    signalr.Server
-	inner *http.ServeMux
 	ctx   context.Context // the server's lifetime
 	stop  context.CancelFunc
 	deliv delivery
+	nego  *negotiations
 	// validator checks API keys; nil lets everybody in.
 	validator KeyValidator
+	// handlers bounds the handlers running across the server.
+	handlers *limiter
 
 	mu        sync.RWMutex
 	conns     map[string]*serverConn // connected, by connection id
-	accepting map[string]*serverConn // WebSockets between accept and handshake
+	accepting map[string]*serverConn // between accept and handshake
 	sse       map[string]*serverConn // server-sent-events sessions, by token
-	nego      map[string]negotiation // by negotiate key (token or id)
 	closed    bool
 	serving   sync.WaitGroup // connections being served
 }
@@ -61,46 +62,33 @@ type Server struct {
 type serverConn struct {
 	id        string
 	peer      *peer
-	conn      *transport.Conn // nil for server-sent events
+	conn      *transport.Conn
 	info      connInfo
 	connected time.Time
 	record    ClientRecord
-	// Server-sent events: the session's POSTs go through ic.
-	icMu  sync.Mutex
-	ic    *transport.Interceptor
+	// Server-sent events: the session's stream, and the token its POSTs
+	// carry.
+	sse   *transport.SSE
 	token string
 	// dropped is set, under Server.mu, when the connection has been
 	// taken down.
 	dropped bool
 }
 
-// negotiation is what a negotiate request told us, kept until the
-// transport request that follows it.
-type negotiation struct {
-	connID  string
-	info    connInfo
-	expires time.Time
-}
-
-// connInfo is what a client said about itself when it connected.
-type connInfo struct {
-	header      http.Header // the X-Client-* headers
-	correlation bool        // it echoes correlation ids
-	remoteAddr  string
-	key         KeyInfo
-}
-
 // AddServer builds a Server. Mount it on your mux (see Server.Mount); the
 // library never owns the listener. The Server runs from here on: end it
 // with Shutdown or Close.
 func AddServer(opts ...ServerOption) (*Server, error) {
-	cfg := serverConfig{common: defaultCommon(), pattern: "/hub"}
+	cfg := serverConfig{common: defaultCommon(), pattern: "/hub", maxHandlers: DefaultMaxServerHandlers}
 	for _, o := range opts {
 		o.applyServer(&cfg)
 	}
 	errs := []error{cfg.validate()}
 	if !strings.HasPrefix(cfg.pattern, "/") {
 		errs = append(errs, fmt.Errorf("pattern must start with '/', got %q", cfg.pattern))
+	}
+	if cfg.maxHandlers < 1 {
+		errs = append(errs, fmt.Errorf("maximum server handlers must be at least 1, got %d", cfg.maxHandlers))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("communication: invalid server options: %w", err)
@@ -114,13 +102,13 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 		cfg:       cfg,
 		h:         h,
 		log:       cfg.logger,
-		inner:     http.NewServeMux(),
 		ctx:       ctx,
 		stop:      stop,
+		nego:      newNegotiations(cfg.handshakeTimeout, maxPendingNegotiations),
+		handlers:  newLimiter(cfg.maxHandlers),
 		conns:     make(map[string]*serverConn),
 		accepting: make(map[string]*serverConn),
 		sse:       make(map[string]*serverConn),
-		nego:      make(map[string]negotiation),
 	}
 	s.deliv = localDelivery{s}
 	if s.cfg.state == nil {
@@ -133,6 +121,10 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 	case len(cfg.keys) > 0:
 		s.validator = newConfiguredKeys(cfg.keys)
 	}
+	// philippseith runs the SignalR session (handshake, keep-alive,
+	// timeouts, close) on connections this Server accepts and feeds
+	// itself: its HTTP handlers are not used, so neither its bound on
+	// pending negotiations nor its per-request goroutines apply.
 	sr, err := signalr.NewServer(ctx,
 		signalr.UseHub(&hub{}),
 		signalr.WithHubLifetimeManager(func(signalr.Server) (signalr.HubLifetimeManager, error) {
@@ -144,7 +136,6 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 		// Only session traffic reaches philippseith: its per-connection
 		// receive buffer need not hold a data message.
 		signalr.MaximumReceiveMessageSize(4096),
-		signalr.HTTPTransports(signalr.TransportWebSockets, signalr.TransportServerSentEvents),
 		signalr.Logger(kitLogger{cfg.logger}, debugEnabled(cfg.logger)),
 	)
 	if err != nil {
@@ -152,7 +143,6 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 		return nil, fmt.Errorf("communication: %w", err)
 	}
 	s.sr = sr
-	sr.MapHTTP(signalr.WithHTTPServeMux(s.inner), innerPath)
 	return s, nil
 }
 
@@ -177,15 +167,12 @@ func (s *Server) Mount(mux *http.ServeMux) {
 // ServeHTTP serves negotiate (a path ending in "/negotiate") and the
 // transports (any other path), so that it works under any mux and prefix.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.RLock()
-	closed := s.closed
-	s.mu.RUnlock()
-	if closed {
+	if s.usable() != nil {
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	key, present, ok := s.authorize(r)
 	if strings.HasSuffix(r.URL.Path, "/negotiate") {
-		key, _, ok := s.authorize(r)
 		if !ok {
 			unauthorized(w)
 			return
@@ -193,154 +180,82 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.negotiate(w, r, key)
 		return
 	}
-	// A transport request: a key it carries must be valid; without one, it
-	// rides on the negotiate that handed out its id (a browser cannot put
-	// headers on a WebSocket or an event stream).
-	id := r.URL.Query().Get("id")
-	key, present, ok := s.authorize(r)
-	if !ok && (present || !s.negotiated(id)) {
+	// A transport request. A key it carries must be valid; without one
+	// it rides on the negotiate that handed out its id, which a browser
+	// must do (it cannot put headers on a WebSocket or an event stream).
+	if !ok && present {
 		unauthorized(w)
 		return
 	}
-	if r.Method == http.MethodGet && headerHasToken(r.Header, "Connection", "upgrade") &&
-		strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		s.serveWebSocket(w, r, key, present)
-		return
-	}
-	if r.Method == http.MethodPost {
+	switch {
+	case r.Method == http.MethodGet && headerHasToken(r.Header, "Connection", "upgrade") &&
+		strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
+		s.serveWebSocket(w, r, key, ok)
+	case r.Method == http.MethodGet:
+		s.serveSSE(w, r, key, ok)
+	case r.Method == http.MethodPost:
 		s.ssePost(w, r)
-		return
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
-	// Server-sent events: philippseith serves the stream.
-	s.forward(w, r, innerPath)
 }
 
-// negotiated reports whether id was handed out by negotiate, or is a live
-// server-sent-events session.
-func (s *Server) negotiated(id string) bool {
+// announce sets the headers that tell a client what this end does beyond
+// SignalR.
+func (s *Server) announce(h http.Header) {
+	h.Set(correlationHeader, "1")
+	h.Set(maxMessageHeader, strconv.Itoa(s.cfg.maxMessage))
+}
+
+// transportInfo takes the negotiation of a transport request and returns
+// the connection's id and what its client said, or answers the request
+// itself and reports false. A request without an id skips negotiation
+// (WebSocket only): it then needs a valid key of its own when keys are
+// required.
+func (s *Server) transportInfo(w http.ResponseWriter, r *http.Request, key KeyInfo, keyOK bool, allowSkip bool) (string, connInfo, bool) {
+	id := r.URL.Query().Get("id")
 	if id == "" {
-		return false
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if _, ok := s.sse[id]; ok {
-		return true
-	}
-	n, ok := s.nego[id]
-	return ok && time.Now().Before(n.expires)
-}
-
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, path string) {
-	r2 := r.Clone(r.Context())
-	r2.URL.Path = path
-	r2.URL.RawPath = ""
-	s.inner.ServeHTTP(w, r2)
-}
-
-// negotiate lets philippseith answer, and remembers who asked, so that the
-// transport request that follows (which a browser cannot give headers)
-// is tied to what was said here.
-func (s *Server) negotiate(w http.ResponseWriter, r *http.Request, key KeyInfo) {
-	rec := &captureWriter{header: http.Header{}}
-	s.forward(rec, r, innerPath+"/negotiate")
-	if rec.status == http.StatusOK {
-		var nr struct {
-			ConnectionID    string `json:"connectionId"`
-			ConnectionToken string `json:"connectionToken"`
+		switch {
+		case !allowSkip:
+			http.Error(w, "missing connection id: negotiate first", http.StatusBadRequest)
+			return "", connInfo{}, false
+		case !keyOK:
+			unauthorized(w)
+			return "", connInfo{}, false
 		}
-		if err := json.Unmarshal(rec.body.Bytes(), &nr); err == nil && nr.ConnectionID != "" {
-			k := nr.ConnectionToken
-			if k == "" {
-				k = nr.ConnectionID
-			}
-			info := infoFrom(r)
-			info.key = key
-			s.remember(k, negotiation{
-				connID:  nr.ConnectionID,
-				info:    info,
-				expires: time.Now().Add(s.cfg.handshakeTimeout + s.cfg.timeout),
-			})
+		info := infoFrom(r)
+		info.key = key
+		return newConnectionID(), info, true
+	}
+	n, found := s.nego.take(id)
+	if !found {
+		if !keyOK {
+			unauthorized(w)
+			return "", connInfo{}, false
 		}
+		http.Error(w, "unknown, used or expired connection id: negotiate first. "+
+			"Behind a load balancer, negotiate and the transport request must reach the same node "+
+			"(sticky sessions, or WebSockets with skipNegotiation)", http.StatusNotFound)
+		return "", connInfo{}, false
 	}
-	for k, v := range rec.header {
-		w.Header()[k] = v
+	info := n.info
+	info.merge(infoFrom(r))
+	if _, present := keyFrom(r); present {
+		info.key = key
 	}
-	w.Header().Set(correlationHeader, "1")
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	w.WriteHeader(rec.status)
-	_, _ = w.Write(rec.body.Bytes())
-}
-
-func (s *Server) remember(key string, n negotiation) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	for k, v := range s.nego {
-		if now.After(v.expires) {
-			delete(s.nego, k)
-		}
-	}
-	s.nego[key] = n
-}
-
-func (s *Server) take(key string) (negotiation, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, ok := s.nego[key]
-	if ok {
-		delete(s.nego, key)
-		if time.Now().After(n.expires) {
-			return negotiation{}, false
-		}
-	}
-	return n, ok
-}
-
-func infoFrom(r *http.Request) connInfo {
-	h := http.Header{}
-	for k, v := range r.Header {
-		if strings.HasPrefix(k, "X-Client-") {
-			h[k] = v
-		}
-	}
-	return connInfo{
-		header:      h,
-		correlation: r.Header.Get(correlationHeader) == "1",
-		remoteAddr:  r.RemoteAddr,
-	}
+	return n.connID, info, true
 }
 
 // serveWebSocket accepts a WebSocket itself and hands philippseith a
 // connection whose reads and writes this library owns (see
 // internal/transport): philippseith runs the session on it.
-func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, key KeyInfo, keyPresent bool) {
-	var connID string
-	var info connInfo
-	if id := r.URL.Query().Get("id"); id != "" {
-		n, ok := s.take(id)
-		if !ok {
-			http.Error(w, "unknown or expired connection id: negotiate first", http.StatusNotFound)
-			return
-		}
-		connID, info = n.connID, n.info
-		// Headers on the WebSocket request itself (non-browser clients)
-		// complete what negotiate said.
-		for k, v := range infoFrom(r).header {
-			if _, ok := info.header[k]; !ok {
-				info.header[k] = v
-			}
-		}
-		info.correlation = info.correlation || r.Header.Get(correlationHeader) == "1"
-		if keyPresent {
-			info.key = key
-		}
-	} else {
-		connID, info = newConnectionID(), infoFrom(r) // skip-negotiation clients
-		info.key = key
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, key KeyInfo, keyOK bool) {
+	connID, info, ok := s.transportInfo(w, r, key, keyOK, true)
+	if !ok {
+		return
 	}
-	w.Header().Set(correlationHeader, "1")
+	s.announce(w.Header())
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		// Per-message deflate costs about a megabyte per connection for
 		// messages this small; browsers and Node offer it by default.
@@ -353,47 +268,123 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, key KeyI
 		return
 	}
 	sc := &serverConn{id: connID, info: info}
-	table := pending.New(pending.AnyOrder, info.correlation, s.pendingEvents(connID))
-	conn := transport.NewConn(s.ctx, ws, transport.ConnConfig{
-		Side:         transport.ServerSide,
-		ConnectionID: connID,
-		MaxMessage:   s.cfg.maxMessage,
-		QueueLimit:   s.cfg.sendQueueBytes,
-		WriteTimeout: s.cfg.writeTimeout,
-		Inbound:      inboundFunc(func(m *wire.Message) { sc.peer.HandleMessage(m) }),
+	sc.conn = transport.NewConn(s.ctx, ws, s.connConfig(sc))
+	s.serve(sc)
+}
+
+// serveSSE serves the event stream of a server-sent-events session. It is
+// the transport request of a negotiate (its token, used once); the
+// client's POSTs carry that token too (ssePost).
+func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, key KeyInfo, keyOK bool) {
+	if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		http.Error(w, "expected a WebSocket upgrade or an event stream (Accept: text/event-stream)", http.StatusBadRequest)
+		return
+	}
+	token := r.URL.Query().Get("id")
+	connID, info, ok := s.transportInfo(w, r, key, keyOK, false)
+	if !ok {
+		return
+	}
+	s.announce(w.Header())
+	stream, err := transport.NewSSE(w)
+	if err != nil {
+		s.log.Debug("communication: event stream not started", "error", err)
+		return
+	}
+	if !stream.WriteDeadlines() {
+		s.log.Warn("communication: the event stream's writes cannot be bounded in time: " +
+			"a middleware hides http.ResponseController's SetWriteDeadline (add an Unwrap method)")
+	}
+	sc := &serverConn{id: connID, info: info, sse: stream, token: token}
+	cfg := s.connConfig(sc)
+	cfg.TextOnly = true
+	sc.conn = transport.NewSSEConn(s.ctx, stream, cfg)
+	s.serve(sc)
+	// The handler may return only when nobody writes to w any more.
+	stream.Finish()
+}
+
+// ssePost reads a server-sent-events client's POST into its session, in
+// order with the POSTs before it.
+func (s *Server) ssePost(w http.ResponseWriter, r *http.Request) {
+	token := r.URL.Query().Get("id")
+	s.mu.RLock()
+	sc := s.sse[token]
+	s.mu.RUnlock()
+	if sc == nil || token == "" {
+		http.Error(w, "no server-sent-events session with that id", http.StatusNotFound)
+		return
+	}
+	err := sc.sse.Post(r.Context(), r.Body)
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusOK)
+	case errors.Is(err, transport.ErrTooManyPosts):
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+	case errors.Is(err, transport.ErrConnClosed):
+		http.Error(w, "the session has ended", http.StatusGone)
+	default:
+		s.log.Debug("communication: server-sent-events POST not read", "connection", sc.id, "error", err)
+		http.Error(w, "the POST could not be read", http.StatusBadRequest)
+	}
+}
+
+// connConfig is the transport configuration of a new connection.
+func (s *Server) connConfig(sc *serverConn) transport.ConnConfig {
+	peerMax := sc.info.maxMessage
+	if peerMax == 0 {
+		peerMax = s.cfg.maxMessage
+	}
+	return transport.ConnConfig{
+		Side:           transport.ServerSide,
+		ConnectionID:   sc.id,
+		MaxMessage:     s.cfg.maxMessage,
+		PeerMaxMessage: peerMax,
+		QueueLimit:     s.cfg.sendQueueBytes,
+		WriteTimeout:   s.cfg.writeTimeout,
+		Inbound:        (*connInbound)(sc),
 		// Reachable from the moment the handshake is read: the client may
 		// act on its answer before philippseith reports the session.
 		OnHandshake: func(wire.Protocol) { s.register(sc) },
 		Logger:      s.log,
-	})
-	sc.conn = conn
-	sc.peer = newPeer(s.ctx, connID, s.h, &s.cfg.common, conn, table)
+	}
+}
 
+// connInbound is a connection's transport.Inbound: its peer, which is
+// made (in serve) after the connection it writes to, before anything is
+// read.
+type connInbound serverConn
+
+func (c *connInbound) HandleMessage(m *wire.Message) bool { return c.peer.HandleMessage(m) }
+func (c *connInbound) Ready() <-chan struct{}             { return c.peer.Ready() }
+
+// serve runs philippseith's session on a new connection until it ends.
+func (s *Server) serve(sc *serverConn) {
+	table := pending.New(pending.AnyOrder, sc.info.correlation, s.pendingEvents(sc.id))
+	sc.peer = newPeer(s.ctx, sc.id, s.h, &s.cfg.common, sc.conn, table, s.handlers)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		conn.Close(ErrClosed)
+		sc.conn.Close(ErrClosed)
 		return
 	}
-	s.accepting[connID] = sc
+	s.accepting[sc.id] = sc
+	if sc.sse != nil {
+		s.sse[sc.token] = sc
+	}
 	s.serving.Add(1)
 	s.mu.Unlock()
 	defer s.serving.Done()
 
-	err = s.sr.Serve(conn)
+	err := s.sr.Serve(sc.conn)
 	// philippseith ends a session with a close message: let it (and
 	// whatever was queued before it) reach the client.
-	conn.Flush(time.Second)
-	conn.Close(err)
+	sc.conn.Flush(time.Second)
+	sc.conn.Close(err)
 	// philippseith reported the end if the session started; this covers
 	// a handshake that failed.
 	s.drop(sc)
 }
-
-// inboundFunc adapts a function to transport.Inbound.
-type inboundFunc func(*wire.Message)
-
-func (f inboundFunc) HandleMessage(m *wire.Message) { f(m) }
 
 // register makes a WebSocket connection reachable, and records its
 // client, once its handshake is read: the client may act on the handshake
@@ -422,29 +413,9 @@ func (s *Server) record(sc *serverConn) {
 	s.log.Debug("communication: client connected", "connection", sc.id, "remote", sc.info.remoteAddr)
 }
 
-// connected is philippseith's report of a session that started: a
-// WebSocket registered at its handshake, or a server-sent-events session,
-// whose id is the negotiate token.
-func (s *Server) connected(hc signalr.HubConnection) {
-	s.mu.RLock()
-	sc, ok := s.conns[hc.ConnectionID()]
-	s.mu.RUnlock()
-	if ok && sc.conn != nil {
-		return
-	}
-	s.record(s.sseConnected(hc))
-}
-
 // disconnected is philippseith's report of a session that ended.
 func (s *Server) disconnected(hc signalr.HubConnection) {
-	id := hc.ConnectionID()
-	s.mu.RLock()
-	if sc, ok := s.sse[id]; ok {
-		id = sc.id
-	}
-	sc := s.conns[id]
-	s.mu.RUnlock()
-	if sc != nil {
+	if sc := s.conn(hc.ConnectionID()); sc != nil {
 		s.drop(sc)
 	}
 }
@@ -467,8 +438,8 @@ func (s *Server) drop(sc *serverConn) {
 		return
 	}
 	reason := ErrConnectionLost
-	if sc.conn != nil && sc.conn.Err() != nil {
-		reason = fmt.Errorf("%w: %v", ErrConnectionLost, sc.conn.Err())
+	if err := sc.conn.Err(); err != nil {
+		reason = fmt.Errorf("%w: %w", ErrConnectionLost, err)
 	}
 	sc.peer.close(reason)
 	if sc.connected.IsZero() {
@@ -599,6 +570,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// each client a close message and our connections close behind it.
 	s.stop()
 	s.serving.Wait()
+	s.nego.close()
 	return waitErr
 }
 
@@ -624,10 +596,9 @@ func (*hub) OnDisconnected(string)         {}
 // to connections itself, in order and with errors.
 type lifetime struct{ s *Server }
 
-func (l *lifetime) OnConnected(hc signalr.HubConnection) {
-	defer l.recover("OnConnected")
-	l.s.connected(hc)
-}
+// OnConnected has nothing to do: a connection is registered when its
+// handshake is read, before philippseith reports it.
+func (l *lifetime) OnConnected(signalr.HubConnection) {}
 
 func (l *lifetime) OnDisconnected(hc signalr.HubConnection) {
 	defer l.recover("OnDisconnected")
@@ -647,26 +618,6 @@ func (l *lifetime) InvokeClient(string, string, []any) {}
 func (l *lifetime) InvokeGroup(string, string, []any)  {}
 func (l *lifetime) AddToGroup(string, string)          {}
 func (l *lifetime) RemoveFromGroup(string, string)     {}
-
-// captureWriter records a response of philippseith's negotiate handler.
-type captureWriter struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (c *captureWriter) Header() http.Header { return c.header }
-func (c *captureWriter) WriteHeader(code int) {
-	if c.status == 0 {
-		c.status = code
-	}
-}
-func (c *captureWriter) Write(p []byte) (int, error) {
-	if c.status == 0 {
-		c.status = http.StatusOK
-	}
-	return c.body.Write(p)
-}
 
 func headerHasToken(h http.Header, name, token string) bool {
 	for _, v := range h.Values(name) {

@@ -23,7 +23,8 @@ type Queue struct {
 	limit   int
 	running bool
 	closed  bool
-	waiting int // producers waiting for room
+	waiting int  // producers waiting for room
+	tried   bool // a TryPush found no room and holds space
 	space   chan struct{}
 	idle    chan struct{} // closed when the drain goroutine exits
 	recover func(any)
@@ -79,6 +80,28 @@ func (q *Queue) Push(ctx context.Context, fn func()) error {
 	return nil
 }
 
+// TryPush queues fn if there is room. When the queue is full it returns
+// false and a channel that is closed once there may be room: a producer
+// that must not block (a connection's reader) waits on it on its own terms.
+func (q *Queue) TryPush(fn func()) (bool, <-chan struct{}, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false, nil, ErrClosed
+	}
+	if len(q.items)-q.head >= q.limit {
+		q.tried = true
+		return false, q.space, nil
+	}
+	q.items = append(q.items, fn)
+	if !q.running {
+		q.running = true
+		q.idle = make(chan struct{})
+		go q.drain(q.idle)
+	}
+	return true, nil, nil
+}
+
 func (q *Queue) drain(idle chan struct{}) {
 	defer close(idle)
 	for {
@@ -99,7 +122,8 @@ func (q *Queue) drain(idle chan struct{}) {
 			q.items = q.items[:n]
 			q.head = 0
 		}
-		if q.waiting > 0 {
+		if q.waiting > 0 || q.tried {
+			q.tried = false
 			close(q.space)
 			q.space = make(chan struct{})
 		}

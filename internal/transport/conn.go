@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -38,6 +37,9 @@ type ConnConfig struct {
 	Protocol     wire.Protocol // the client's choice; servers learn it
 	// MaxMessage bounds one incoming hub message.
 	MaxMessage int
+	// PeerMaxMessage bounds one outgoing invocation: what the peer said it
+	// accepts. Zero means no check.
+	PeerMaxMessage int
 	// QueueLimit bounds the bytes waiting to be written.
 	QueueLimit int
 	// WriteTimeout bounds one WebSocket write; a peer that does not take
@@ -45,9 +47,10 @@ type ConnConfig struct {
 	WriteTimeout time.Duration
 	Inbound      Inbound
 	OnHandshake  func(wire.Protocol)
-	// OnClose is called once, with the reason, when the connection ends.
-	OnClose func(error)
-	Logger  *slog.Logger
+	// TextOnly refuses a handshake for MessagePack (server-sent events
+	// carry text only).
+	TextOnly bool
+	Logger   *slog.Logger
 }
 
 // Conn is a signalr.Connection over a coder/websocket connection that owns
@@ -56,7 +59,7 @@ type ConnConfig struct {
 // by at most one goroutine, which only runs while there is something to
 // write.
 type Conn struct {
-	ws     *websocket.Conn
+	link   link
 	ctx    context.Context
 	cancel context.CancelFunc
 	cfg    ConnConfig
@@ -65,9 +68,9 @@ type Conn struct {
 	proto  atomic.Uint32 // wire.Protocol, 0 until known
 
 	// read side: used only by philippseith's reader goroutine.
-	rbuf    []byte
 	passBuf []byte
 	pass    []byte
+	busy    bool // the Inbound refused a message: offer it again when ready
 
 	mu       sync.Mutex
 	id       string
@@ -88,11 +91,21 @@ type Conn struct {
 var _ signalr.Connection = (*Conn)(nil)
 var _ signalr.ConnectionWithTransferMode = (*Conn)(nil)
 
-// NewConn wraps ws. ctx bounds the connection's life.
+// NewConn wraps a WebSocket. ctx bounds the connection's life.
 func NewConn(ctx context.Context, ws *websocket.Conn, cfg ConnConfig) *Conn {
+	return newConn(ctx, newWSLink(ws), cfg)
+}
+
+// NewSSEConn wraps a server-sent-events session (server side, JSON only).
+// ctx bounds the connection's life.
+func NewSSEConn(ctx context.Context, s *SSE, cfg ConnConfig) *Conn {
+	return newConn(ctx, s, cfg)
+}
+
+func newConn(ctx context.Context, l link, cfg ConnConfig) *Conn {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &Conn{
-		ws:     ws,
+		link:   l,
 		ctx:    ctx,
 		cancel: cancel,
 		cfg:    cfg,
@@ -101,9 +114,6 @@ func NewConn(ctx context.Context, ws *websocket.Conn, cfg ConnConfig) *Conn {
 		space:  make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	// Our peers batch up to maxBatch bytes of hub messages in one
-	// WebSocket message; one hub message may be MaxMessage long.
-	ws.SetReadLimit(int64(cfg.MaxMessage + maxBatch + 4096))
 	c.ic = NewInterceptor(InterceptorConfig{
 		Side:        cfg.Side,
 		Protocol:    cfg.Protocol,
@@ -112,6 +122,7 @@ func NewConn(ctx context.Context, ws *websocket.Conn, cfg ConnConfig) *Conn {
 		Refuse:      c.refuse,
 		Complete:    c.complete,
 		OnHandshake: c.handshaken,
+		TextOnly:    cfg.TextOnly,
 		Logger:      cfg.Logger,
 	})
 	if cfg.Side == ClientSide {
@@ -184,24 +195,45 @@ func (c *Conn) handshaken(p wire.Protocol) {
 }
 
 // Read implements io.Reader for philippseith's reader goroutine: it reads
-// WebSocket messages, dispatches the protocol messages in them and returns
+// the peer's bytes, dispatches the protocol messages in them and returns
 // only the session traffic.
+//
+// When the Inbound cannot take a message (its handlers are all busy), the
+// connection stops reading, which is the backpressure on the peer; while
+// it waits, philippseith is handed a ping every PingEvery, so that its
+// timeout does not take a healthy but busy connection down.
 func (c *Conn) Read(p []byte) (int, error) {
 	for len(c.pass) == 0 {
-		data, err := c.readMessage()
-		if err != nil {
-			c.Close(err)
-			return 0, err
+		var err error
+		if c.busy {
+			if !c.waitReady() {
+				c.pass = c.ic.appendPing(c.passBuf[:0])
+				c.passBuf = c.pass
+				break
+			}
+			c.busy = false
+			c.passBuf, err = c.ic.Feed(nil, c.passBuf[:0])
+		} else {
+			var data []byte
+			data, err = c.link.next()
+			if err != nil {
+				c.Close(err)
+				return 0, err
+			}
+			c.passBuf, err = c.ic.Feed(data, c.passBuf[:0])
+			c.link.release()
 		}
-		c.passBuf, err = c.ic.Feed(data, c.passBuf[:0])
 		c.pass = c.passBuf
-		if err != nil && len(c.pass) == 0 {
-			c.Close(err)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrBusy):
+			c.busy = true
+		case len(c.pass) == 0:
+			c.fail(err)
 			return 0, err
-		}
-		if err != nil {
+		default:
 			// Deliver what came before the error, then end.
-			defer c.Close(err)
+			defer c.fail(err)
 		}
 	}
 	n := copy(p, c.pass)
@@ -209,39 +241,42 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *Conn) readMessage() ([]byte, error) {
-	// No per-read context: Close (and the end of the parent context, see
-	// NewConn) unblocks the read by closing the socket.
-	_, r, err := c.ws.Reader(context.Background())
-	if err != nil {
-		return nil, err
+// waitReady waits until the Inbound may take the message it refused. It
+// reports false when philippseith should be given a ping first.
+func (c *Conn) waitReady() bool {
+	t := time.NewTimer(c.ic.pingEvery)
+	defer t.Stop()
+	select {
+	case <-c.cfg.Inbound.Ready():
+		return true
+	case <-c.done:
+		return true // Feed sees the closed connection's state next
+	case <-t.C:
+		return false
 	}
-	buf := c.rbuf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+}
+
+// fail ends the connection over an error of the incoming stream. A
+// handshake this end refuses is answered before the connection closes,
+// so that the peer learns why.
+func (c *Conn) fail(err error) {
+	var he *HandshakeError
+	if c.cfg.Side == ServerSide && errors.As(err, &he) {
+		ctx, cancel := context.WithTimeout(c.ctx, c.writeTimeout())
+		answer := wire.AppendJSONString([]byte(`{"error":`), he.Reason)
+		answer = append(answer, '}', wire.RecordSeparator)
+		_ = c.link.write(ctx, false, answer)
+		cancel()
 	}
-	// Keep a modest buffer for the next message; let a rare big one go.
-	if cap(buf) <= 64<<10 {
-		c.rbuf = buf
-	} else {
-		c.rbuf = nil
-	}
-	return buf, nil
+	c.Close(err)
 }
 
 // Write implements io.Writer for philippseith: the handshake answer, pings
 // and close messages. Before the handshake the bytes go out at once, so
-// that nothing can overtake the handshake; after it they join the queue.
+// that nothing can overtake the handshake; after it they join the queue
+// and count against its bound like everything else: a ping that finds the
+// queue full is dropped (the queued frames keep the peer's timeout fed as
+// they drain); a close message always goes.
 func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	mode := c.mode
@@ -249,15 +284,19 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if mode == 0 {
 		ctx, cancel := context.WithTimeout(c.ctx, c.writeTimeout())
 		defer cancel()
-		if err := c.ws.Write(ctx, websocket.MessageText, p); err != nil {
+		if err := c.link.write(ctx, false, p); err != nil {
 			c.Close(err)
 			return 0, err
 		}
 		return len(p), nil
 	}
 	isClose := isCloseFrame(p, c.Protocol())
-	err := c.enqueue(func(dst []byte) []byte { return append(dst, p...) }, false, nil)
-	if err != nil {
+	how := admitDrop
+	if isClose {
+		how = admitAlways
+	}
+	err := c.enqueue(nil, how, func(dst []byte) []byte { return append(dst, p...) }, false)
+	if err != nil && !errors.Is(err, ErrQueueFull) {
 		return 0, err
 	}
 	if isClose {
@@ -275,15 +314,15 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 // Send queues one protocol invocation. It waits for room in a full queue
-// until ctx ends.
+// until ctx ends. A message larger than the peer accepts is ErrTooLarge.
 func (c *Conn) Send(ctx context.Context, target string, w *wire.Wrapper) error {
-	return c.enqueue(c.invocation(target, w), true, ctx)
+	return c.enqueue(ctx, admitWait, c.invocation(target, w), true)
 }
 
 // TrySend queues one protocol invocation without waiting: a full queue is
-// ErrQueueFull.
+// ErrQueueFull. A message larger than the peer accepts is ErrTooLarge.
 func (c *Conn) TrySend(target string, w *wire.Wrapper) error {
-	return c.enqueue(c.invocation(target, w), true, nil)
+	return c.enqueue(nil, admitTry, c.invocation(target, w), true)
 }
 
 func (c *Conn) invocation(target string, w *wire.Wrapper) func([]byte) []byte {
@@ -296,39 +335,54 @@ func (c *Conn) invocation(target string, w *wire.Wrapper) func([]byte) []byte {
 	}
 }
 
+// refuse and complete answer invocations the peer made with an id. They
+// run on the read goroutine and wait for room like any sender: a peer that
+// invokes without reading its answers stops being read, and is dropped by
+// the write timeout if it never reads again.
 func (c *Conn) refuse(invocationID, message string) {
 	proto := c.Protocol()
-	_ = c.enqueue(func(dst []byte) []byte {
+	_ = c.enqueue(c.ctx, admitWait, func(dst []byte) []byte {
 		if proto == wire.MessagePack {
 			return wire.AppendMsgPackCompletionError(dst, invocationID, message)
 		}
 		return wire.AppendJSONCompletionError(dst, invocationID, message)
-	}, false, nil)
+	}, false)
 }
 
 func (c *Conn) complete(invocationID string) {
 	proto := c.Protocol()
-	_ = c.enqueue(func(dst []byte) []byte {
+	_ = c.enqueue(c.ctx, admitWait, func(dst []byte) []byte {
 		if proto == wire.MessagePack {
 			return wire.AppendMsgPackCompletion(dst, invocationID)
 		}
 		return wire.AppendJSONCompletion(dst, invocationID)
-	}, false, nil)
+	}, false)
 }
 
+// admit is what enqueue does when the queue is at its bound.
+type admit uint8
+
+const (
+	admitWait   admit = iota // wait for room until ctx ends
+	admitTry                 // ErrQueueFull
+	admitDrop                // ErrQueueFull, and the caller drops the frame
+	admitAlways              // queue it anyway (a close message, once)
+)
+
 // enqueue appends one encoded frame to the queue under the lock, so that
-// frames leave in the order their senders were admitted.
-func (c *Conn) enqueue(encode func([]byte) []byte, limited bool, ctx context.Context) error {
+// frames leave in the order their senders were admitted. checkSize refuses
+// a frame larger than the peer accepts (ConnConfig.PeerMaxMessage).
+func (c *Conn) enqueue(ctx context.Context, how admit, encode func([]byte) []byte, checkSize bool) error {
 	c.mu.Lock()
 	for {
 		if c.closeErr != nil || c.closing {
 			c.mu.Unlock()
 			return ErrConnClosed
 		}
-		if !limited || c.cfg.QueueLimit <= 0 || len(c.pending) < c.cfg.QueueLimit {
+		if how == admitAlways || c.cfg.QueueLimit <= 0 || len(c.pending) < c.cfg.QueueLimit {
 			break
 		}
-		if ctx == nil {
+		if how != admitWait {
 			c.mu.Unlock()
 			return ErrQueueFull
 		}
@@ -343,7 +397,13 @@ func (c *Conn) enqueue(encode func([]byte) []byte, limited bool, ctx context.Con
 		}
 		c.mu.Lock()
 	}
+	before := len(c.pending)
 	c.pending = encode(c.pending)
+	if size := len(c.pending) - before; checkSize && c.cfg.PeerMaxMessage > 0 && size-1 > c.cfg.PeerMaxMessage {
+		c.pending = c.pending[:before]
+		c.mu.Unlock()
+		return fmt.Errorf("%w: %d bytes, the peer accepts %d", wire.ErrTooLarge, size-1, c.cfg.PeerMaxMessage)
+	}
 	start := !c.writing && c.mode != 0
 	c.writing = c.writing || start
 	c.mu.Unlock()
@@ -378,11 +438,7 @@ func (c *Conn) drain() {
 		c.space = make(chan struct{})
 		c.mu.Unlock()
 
-		typ := websocket.MessageText
-		if c.Protocol() == wire.MessagePack {
-			typ = websocket.MessageBinary
-		}
-		err := c.writeBatches(typ, batch)
+		err := c.writeBatches(c.Protocol() == wire.MessagePack, batch)
 
 		c.mu.Lock()
 		if cap(batch) <= 256<<10 {
@@ -398,7 +454,7 @@ func (c *Conn) drain() {
 
 // writeBatches writes buf in WebSocket messages of at most maxBatch bytes,
 // split at hub-message boundaries.
-func (c *Conn) writeBatches(typ websocket.MessageType, buf []byte) error {
+func (c *Conn) writeBatches(binary bool, buf []byte) error {
 	proto := c.Protocol()
 	for len(buf) > 0 {
 		n := len(buf)
@@ -409,7 +465,7 @@ func (c *Conn) writeBatches(typ websocket.MessageType, buf []byte) error {
 		c.mu.Lock()
 		c.writeAt = time.Now()
 		c.mu.Unlock()
-		err := c.ws.Write(ctx, typ, buf[:n])
+		err := c.link.write(ctx, binary, buf[:n])
 		c.mu.Lock()
 		c.writeAt = time.Time{}
 		c.mu.Unlock()
@@ -504,11 +560,8 @@ func (c *Conn) Close(reason error) {
 			stop()
 		}
 		c.cancel()
-		_ = c.ws.CloseNow()
+		c.link.close()
 		c.log.Debug("communication: connection closed", "connection", c.ConnectionID(), "reason", reason)
-		if c.cfg.OnClose != nil {
-			c.cfg.OnClose(reason)
-		}
 	})
 }
 

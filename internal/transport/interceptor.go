@@ -12,6 +12,7 @@
 package transport
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,14 +32,35 @@ const (
 )
 
 // Inbound receives the protocol messages of one connection, in the order
-// they arrived. It is called from the connection's read goroutine: it may
-// block to apply backpressure, which stops the connection reading.
+// they arrived. It is called from the connection's read goroutine and must
+// not block: a message it cannot take yet is refused and offered again.
 type Inbound interface {
 	// HandleMessage is called for each PostMessage, SendMessage and
 	// ResponseMessage invocation. m.Target is the canonical target name.
 	// m is reused after the call returns: copy what must outlive it.
-	HandleMessage(m *wire.Message)
+	//
+	// It returns false when it cannot take m now (every handler slot is
+	// busy): the Interceptor keeps the message, Feed returns ErrBusy, and
+	// the connection stops reading until Ready's channel is closed. That
+	// is the backpressure on the peer.
+	HandleMessage(m *wire.Message) bool
+	// Ready returns a channel that is closed once a message refused by
+	// HandleMessage may be offered again.
+	Ready() <-chan struct{}
 }
+
+// ErrBusy reports that the Inbound refused a message for now: Feed keeps
+// it and offers it again on the next call.
+var ErrBusy = errors.New("inbound busy")
+
+// HandshakeError reports a client handshake this end refuses. The
+// connection ends; a server answers it with Reason first.
+type HandshakeError struct{ Reason string }
+
+func (e *HandshakeError) Error() string { return ErrHandshake.Error() + ": " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrHandshake) hold.
+func (e *HandshakeError) Unwrap() error { return ErrHandshake }
 
 // ClosedByPeerError reports a SignalR close message received from the server.
 type ClosedByPeerError struct {
@@ -68,11 +90,19 @@ type Interceptor struct {
 	complete    func(invocationID string)
 	log         *slog.Logger
 	onHandshake func(wire.Protocol)
+	textOnly    bool
 
 	rest      []byte
 	msg       wire.Message
 	lastPass  time.Time
 	pingEvery time.Duration
+
+	// A hub message over maxMessage is skipped as it streams by, rather
+	// than kept: skipJSON until the next record separator, skipLeft bytes
+	// of a MessagePack frame; skipped counts its bytes for the log.
+	skipJSON bool
+	skipLeft int64
+	skipped  int64
 }
 
 // InterceptorConfig configures an Interceptor.
@@ -92,6 +122,8 @@ type InterceptorConfig struct {
 	Complete func(invocationID string)
 	// OnHandshake is called once the handshake went through.
 	OnHandshake func(wire.Protocol)
+	// TextOnly refuses a handshake for MessagePack.
+	TextOnly bool
 	// Handshaken says the handshake is already done (philippseith read
 	// it): every message is data from the start.
 	Handshaken bool
@@ -115,6 +147,7 @@ func NewInterceptor(cfg InterceptorConfig) *Interceptor {
 		refuse:      cfg.Refuse,
 		complete:    cfg.Complete,
 		onHandshake: cfg.OnHandshake,
+		textOnly:    cfg.TextOnly,
 		log:         cfg.Logger,
 		pingEvery:   cfg.PingEvery,
 		lastPass:    time.Now(),
@@ -132,7 +165,13 @@ func (ic *Interceptor) Protocol() wire.Protocol {
 
 // Feed takes the next bytes read from the transport, dispatches every
 // complete protocol message in them and appends to pass what philippseith
-// must see. A returned error ends the connection.
+// must see. A returned error ends the connection, except ErrBusy: the
+// Inbound refused a message, which is kept with the bytes after it and
+// offered again by the next call (Feed(nil, ...) when nothing new came).
+//
+// A hub message larger than MaxMessage is dropped with a logged warning
+// and the connection goes on, whatever its size: it is skipped as it
+// streams by, never buffered.
 func (ic *Interceptor) Feed(data []byte, pass []byte) ([]byte, error) {
 	buf := data
 	if len(ic.rest) > 0 {
@@ -142,6 +181,12 @@ func (ic *Interceptor) Feed(data []byte, pass []byte) ([]byte, error) {
 	intercepted := false
 	var err error
 	for len(buf) > 0 && err == nil {
+		if ic.skipJSON || ic.skipLeft > 0 {
+			buf = ic.skip(buf)
+			intercepted = true
+			continue
+		}
+		start := buf
 		var frame, raw []byte
 		var ok bool
 		if !ic.handshaken || ic.proto == wire.JSON {
@@ -149,7 +194,12 @@ func (ic *Interceptor) Feed(data []byte, pass []byte) ([]byte, error) {
 			frame, rest, ok = wire.NextJSONRecord(buf)
 			if !ok {
 				if ic.maxMessage > 0 && len(buf) > ic.maxMessage {
-					err = fmt.Errorf("%w: a record of more than %d bytes", wire.ErrTooLarge, ic.maxMessage)
+					if !ic.handshaken {
+						err = &HandshakeError{Reason: fmt.Sprintf("a handshake of more than %d bytes", ic.maxMessage)}
+						break
+					}
+					ic.skipJSON, ic.skipped = true, 0
+					continue
 				}
 				break
 			}
@@ -162,6 +212,13 @@ func (ic *Interceptor) Feed(data []byte, pass []byte) ([]byte, error) {
 		} else {
 			var rest []byte
 			frame, rest, ok, err = wire.NextMsgPackFrame(buf, ic.maxMessage)
+			if errors.Is(err, wire.ErrTooLarge) {
+				if prefix, n, perr := wire.MsgPackPrefix(buf); perr == nil {
+					err = nil
+					ic.skipLeft, ic.skipped = int64(prefix)+n, 0
+					continue
+				}
+			}
 			if err != nil || !ok {
 				break
 			}
@@ -169,12 +226,16 @@ func (ic *Interceptor) Feed(data []byte, pass []byte) ([]byte, error) {
 			buf = rest
 		}
 		if ic.maxMessage > 0 && len(frame) > ic.maxMessage {
-			ic.log.Warn("communication: hub message dropped", "reason", "exceeds the maximum message size", "size", len(frame), "max", ic.maxMessage)
+			ic.dropped(int64(len(raw)))
 			intercepted = true
 			continue
 		}
 		var passed bool
 		passed, err = ic.route(frame, raw)
+		if errors.Is(err, ErrBusy) {
+			buf = start
+			break
+		}
 		if passed {
 			pass = append(pass, raw...)
 			ic.lastPass = time.Now()
@@ -182,31 +243,71 @@ func (ic *Interceptor) Feed(data []byte, pass []byte) ([]byte, error) {
 			intercepted = true
 		}
 	}
-	// Keep what is left of a partial message for the next call.
-	if len(buf) > 0 && err == nil {
+	// Keep what is left of a partial (or refused) message for the next
+	// call.
+	if len(buf) > 0 && (err == nil || errors.Is(err, ErrBusy)) {
 		// buf may alias ic.rest: append moves the bytes with memmove.
 		ic.rest = append(ic.rest[:0], buf...)
 	} else {
 		ic.rest = ic.rest[:0]
 	}
+	if cap(ic.rest) > 2*chunkSize && len(ic.rest) <= chunkSize {
+		// Let the buffer of a rare large message go.
+		ic.rest = append([]byte(nil), ic.rest...)
+	}
 	if intercepted && ic.handshaken && time.Since(ic.lastPass) >= ic.pingEvery {
-		if ic.proto == wire.JSON {
-			pass = wire.AppendJSONPing(pass)
-		} else {
-			pass = wire.AppendMsgPackPing(pass)
-		}
-		ic.lastPass = time.Now()
+		pass = ic.appendPing(pass)
 	}
 	return pass, err
+}
+
+// skip consumes the bytes of a hub message that is being dropped for its
+// size, and returns what follows it.
+func (ic *Interceptor) skip(buf []byte) []byte {
+	if ic.skipJSON {
+		i := bytes.IndexByte(buf, wire.RecordSeparator)
+		if i < 0 {
+			ic.skipped += int64(len(buf))
+			return nil
+		}
+		ic.skipJSON = false
+		ic.dropped(ic.skipped + int64(i) + 1)
+		return buf[i+1:]
+	}
+	n := min(ic.skipLeft, int64(len(buf)))
+	ic.skipLeft -= n
+	ic.skipped += n
+	if ic.skipLeft == 0 {
+		ic.dropped(ic.skipped)
+	}
+	return buf[n:]
+}
+
+func (ic *Interceptor) dropped(size int64) {
+	ic.log.Warn("communication: hub message dropped", "reason", "exceeds the maximum message size", "size", size, "max", ic.maxMessage)
+}
+
+// appendPing appends a ping in the connection's protocol: philippseith
+// takes it as a sign of life from the peer.
+func (ic *Interceptor) appendPing(pass []byte) []byte {
+	ic.lastPass = time.Now()
+	if ic.proto == wire.MessagePack {
+		return wire.AppendMsgPackPing(pass)
+	}
+	return wire.AppendJSONPing(pass)
 }
 
 func (ic *Interceptor) handshake(frame, raw, pass []byte) ([]byte, error) {
 	switch ic.side {
 	case ServerSide:
+		// This parser alone decides: a handshake it refuses ends the
+		// connection, whatever philippseith would have made of it.
 		p, err := wire.ParseHandshakeRequest(frame)
 		if err != nil {
-			// Let philippseith answer the handshake with its own error.
-			return append(pass, raw...), nil
+			return pass, &HandshakeError{Reason: err.Error()}
+		}
+		if p == wire.MessagePack && ic.textOnly {
+			return pass, &HandshakeError{Reason: "the MessagePack protocol needs a binary transport (WebSockets)"}
 		}
 		ic.proto = p
 	case ClientSide:
@@ -253,7 +354,9 @@ func (ic *Interceptor) route(frame, raw []byte) (bool, error) {
 		default:
 			m.Target = target
 			id := m.InvocationID
-			ic.in.HandleMessage(m)
+			if !ic.in.HandleMessage(m) {
+				return false, ErrBusy
+			}
 			if id != "" && ic.complete != nil {
 				ic.complete(id)
 			}

@@ -46,6 +46,22 @@ func NextMsgPackFrame(buf []byte, max int) (frame, rest []byte, ok bool, err err
 	return buf[body:end], buf[end:], true, nil
 }
 
+// MsgPackPrefix reads the length prefix at the start of buf: its own size
+// in bytes and the length it declares. After NextMsgPackFrame reported
+// ErrTooLarge it tells how many bytes to skip to reach the next message,
+// so that a receiver can drop the message and stay in step.
+func MsgPackPrefix(buf []byte) (prefix int, n int64, err error) {
+	var v uint64
+	for i := 0; i < maxVarintLen && i < len(buf); i++ {
+		c := buf[i]
+		v |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			return i + 1, int64(v), nil
+		}
+	}
+	return 0, 0, fmt.Errorf("%w: no complete length prefix", ErrMalformed)
+}
+
 // ParseMsgPack decodes one MessagePack hub message (a frame without its
 // length prefix) into m, which it resets first.
 //
