@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -425,6 +426,7 @@ func (c *Client) dial() (*transport.Conn, *clientPeer, error) {
 		return nil, nil, fmt.Errorf("negotiate: the server answered: %s", nr.Error)
 	}
 	echo := resp.Header.Get(correlationHeader) == "1"
+	peerMax, _ := strconv.Atoi(resp.Header.Get(maxMessageHeader))
 
 	wsURL := *c.hubURL
 	if wsURL.Scheme == "https" {
@@ -452,20 +454,31 @@ func (c *Client) dial() (*transport.Conn, *clientPeer, error) {
 	if wsResp != nil && wsResp.Header.Get(correlationHeader) == "1" {
 		echo = true
 	}
+	if wsResp != nil {
+		if n, err := strconv.Atoi(wsResp.Header.Get(maxMessageHeader)); err == nil {
+			peerMax = n
+		}
+	}
+	if peerMax <= 0 {
+		// A server that does not say (.NET) is assumed to accept what
+		// this end does: both default to SignalR's 32 KiB.
+		peerMax = c.cfg.maxMessage
+	}
 	// A .NET server runs one connection's calls in order, so its answers
 	// come in request order.
 	table := pending.New(pending.InOrder, echo, nil)
 	cp := &clientPeer{ready: make(chan struct{})}
 	conn := transport.NewConn(c.ctx, ws, transport.ConnConfig{
-		Side:         transport.ClientSide,
-		ConnectionID: nr.ConnectionID,
-		Protocol:     wire.Protocol(c.cfg.protocol),
-		MaxMessage:   c.cfg.maxMessage,
-		QueueLimit:   c.cfg.sendQueueBytes,
-		WriteTimeout: c.cfg.writeTimeout,
-		Inbound:      (*clientInbound)(cp),
-		OnHandshake:  func(wire.Protocol) { c.established(cp) },
-		Logger:       c.log,
+		Side:           transport.ClientSide,
+		ConnectionID:   nr.ConnectionID,
+		Protocol:       wire.Protocol(c.cfg.protocol),
+		MaxMessage:     c.cfg.maxMessage,
+		PeerMaxMessage: peerMax,
+		QueueLimit:     c.cfg.sendQueueBytes,
+		WriteTimeout:   c.cfg.writeTimeout,
+		Inbound:        (*clientInbound)(cp),
+		OnHandshake:    func(wire.Protocol) { c.established(cp) },
+		Logger:         c.log,
 	})
 	cp.peer = newPeer(c.ctx, nr.ConnectionID, c.h, &c.cfg.common, conn, table, nil)
 	c.mu.Lock()
@@ -533,6 +546,7 @@ func (c *Client) header() http.Header {
 	}
 	c.cfg.identity.apply(h)
 	h.Set(correlationHeader, "1")
+	h.Set(maxMessageHeader, strconv.Itoa(c.cfg.maxMessage))
 	return h
 }
 

@@ -325,7 +325,7 @@ func (p *peer) sendErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrTooLarge, err)
 	}
 	if errors.Is(err, transport.ErrConnClosed) || p.ctx.Err() != nil {
-		return fmt.Errorf("%w: %w", ErrConnectionLost, err)
+		return fmt.Errorf("%w: %w", ErrConnectionLost, connErr(err))
 	}
 	return err
 }

@@ -342,6 +342,7 @@ func (s *Server) connConfig(sc *serverConn) transport.ConnConfig {
 		PeerMaxMessage: peerMax,
 		QueueLimit:     s.cfg.sendQueueBytes,
 		WriteTimeout:   s.cfg.writeTimeout,
+		PingEvery:      s.cfg.timeout / 4,
 		Inbound:        (*connInbound)(sc),
 		// Reachable from the moment the handshake is read: the client may
 		// act on its answer before philippseith reports the session.
@@ -413,6 +414,15 @@ func (s *Server) record(sc *serverConn) {
 	s.log.Debug("communication: client connected", "connection", sc.id, "remote", sc.info.remoteAddr)
 }
 
+// connErr gives the package's sentinel to a transport's reason for ending
+// a connection, where there is one.
+func connErr(err error) error {
+	if errors.Is(err, transport.ErrStalled) && !errors.Is(err, ErrSlowConsumer) {
+		return fmt.Errorf("%w: %w", ErrSlowConsumer, err)
+	}
+	return err
+}
+
 // disconnected is philippseith's report of a session that ended.
 func (s *Server) disconnected(hc signalr.HubConnection) {
 	if sc := s.conn(hc.ConnectionID()); sc != nil {
@@ -439,7 +449,7 @@ func (s *Server) drop(sc *serverConn) {
 	}
 	reason := ErrConnectionLost
 	if err := sc.conn.Err(); err != nil {
-		reason = fmt.Errorf("%w: %w", ErrConnectionLost, err)
+		reason = fmt.Errorf("%w: %w", ErrConnectionLost, connErr(err))
 	}
 	sc.peer.close(reason)
 	if sc.connected.IsZero() {

@@ -23,6 +23,9 @@ var (
 	ErrQueueFull = errors.New("send queue full")
 	// ErrConnClosed reports a send on a closed connection.
 	ErrConnClosed = errors.New("connection closed")
+	// ErrStalled ends a connection whose peer did not take a write within
+	// the write timeout: a slow consumer.
+	ErrStalled = errors.New("slow consumer")
 )
 
 // maxBatch bounds how many bytes of queued frames go out in one WebSocket
@@ -50,6 +53,11 @@ type ConnConfig struct {
 	// TextOnly refuses a handshake for MessagePack (server-sent events
 	// carry text only).
 	TextOnly bool
+	// PingEvery is how often, at most, philippseith is handed a ping of
+	// ours while the peer's own traffic is intercepted or not read
+	// (backpressure): it must be well within philippseith's timeout.
+	// Zero means one second.
+	PingEvery time.Duration
 	Logger   *slog.Logger
 }
 
@@ -123,6 +131,7 @@ func newConn(ctx context.Context, l link, cfg ConnConfig) *Conn {
 		Complete:    c.complete,
 		OnHandshake: c.handshaken,
 		TextOnly:    cfg.TextOnly,
+		PingEvery:   cfg.PingEvery,
 		Logger:      cfg.Logger,
 	})
 	if cfg.Side == ClientSide {
@@ -359,6 +368,16 @@ func (c *Conn) complete(invocationID string) {
 	}, false)
 }
 
+// closedErr is what a send on the closed connection returns: ErrConnClosed,
+// with the reason the connection ended when it was not a plain close.
+// c.mu is held.
+func (c *Conn) closedErr() error {
+	if c.closeErr == nil || errors.Is(c.closeErr, ErrConnClosed) {
+		return ErrConnClosed
+	}
+	return fmt.Errorf("%w: %w", ErrConnClosed, c.closeErr)
+}
+
 // admit is what enqueue does when the queue is at its bound.
 type admit uint8
 
@@ -376,8 +395,9 @@ func (c *Conn) enqueue(ctx context.Context, how admit, encode func([]byte) []byt
 	c.mu.Lock()
 	for {
 		if c.closeErr != nil || c.closing {
+			err := c.closedErr()
 			c.mu.Unlock()
-			return ErrConnClosed
+			return err
 		}
 		if how == admitAlways || c.cfg.QueueLimit <= 0 || len(c.pending) < c.cfg.QueueLimit {
 			break
@@ -393,7 +413,10 @@ func (c *Conn) enqueue(ctx context.Context, how admit, encode func([]byte) []byt
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-c.done:
-			return ErrConnClosed
+			c.mu.Lock()
+			err := c.closedErr()
+			c.mu.Unlock()
+			return err
 		}
 		c.mu.Lock()
 	}
@@ -472,7 +495,7 @@ func (c *Conn) writeBatches(binary bool, buf []byte) error {
 		cancel()
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
-				return fmt.Errorf("slow consumer: a write did not complete in %v", c.writeTimeout())
+				return fmt.Errorf("%w: a write did not complete in %v", ErrStalled, c.writeTimeout())
 			}
 			return err
 		}
