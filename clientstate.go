@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,6 +23,17 @@ const DefaultRetention = 24 * time.Hour
 // instance, retention of disconnected clients, events.
 //
 // Hand it to the server with WithClientState. It is safe for concurrent use.
+//
+// # Ordering
+//
+// Work is ordered per client, by ClientRecord.Key (the instance, or the
+// connection id of a client without one), never across clients: connects
+// of different clients run in parallel, so a slow WithBuild holds up only
+// its own client. The transitions of one key (a connect, a disconnect, a
+// reconnect of the same instance on a new connection racing the end of the
+// old one) run one at a time, in the order the server reports them.
+//
+// A callback that panics is recovered and logged.
 type ClientState[T any] struct {
 	repo            ClientRepository[T]
 	build           func(ctx context.Context, rec ClientRecord, previous *ClientEntry[T]) (T, error)
@@ -31,7 +43,10 @@ type ClientState[T any] struct {
 	retention       time.Duration
 	log             *slog.Logger
 
-	mu        sync.Mutex // orders the transitions of the clients
+	keys keyLocks // orders the transitions of each client
+
+	// pruning lets one prune run at a time; lastPrune belongs to it.
+	pruning   atomic.Bool
 	lastPrune time.Time
 }
 
@@ -65,7 +80,8 @@ func OnClientConnected[T any](f func(ctx context.Context, c ClientEntry[T])) Cli
 }
 
 // OnClientDisconnected sets a function called once per connection that
-// ends, after its record is updated. Default: none.
+// ends, after its record is updated, even when a newer connection of the
+// same instance already took the record. Default: none.
 func OnClientDisconnected[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption[T] {
 	return func(s *ClientState[T]) { s.onDisconnect = f }
 }
@@ -79,7 +95,7 @@ func WithRetention[T any](d time.Duration) ClientStateOption[T] {
 
 // NewClientState returns a client-state service.
 func NewClientState[T any](opts ...ClientStateOption[T]) *ClientState[T] {
-	s := &ClientState[T]{retention: DefaultRetention, log: slog.New(slog.DiscardHandler)}
+	s := &ClientState[T]{retention: DefaultRetention, log: slog.New(slog.DiscardHandler), keys: newKeyLocks()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -125,10 +141,13 @@ type clientTracker interface {
 
 func (s *ClientState[T]) setLogger(l *slog.Logger) { s.log = l }
 
+// connect stores the record of a new connection and fires its connect
+// event.
 func (s *ClientState[T]) connect(ctx context.Context, rec ClientRecord) {
-	s.mu.Lock()
+	key := rec.Key()
+	k := s.keys.lock(key)
 	var previous *ClientEntry[T]
-	if old, ok, err := s.repo.GetByKey(ctx, rec.Key()); err != nil {
+	if old, ok, err := s.repo.GetByKey(ctx, key); err != nil {
 		s.log.Warn("communication: client repository failed", "op", "get", "error", err)
 	} else if ok {
 		previous = &old
@@ -147,26 +166,34 @@ func (s *ClientState[T]) connect(ctx context.Context, rec ClientRecord) {
 	if err := s.repo.Upsert(ctx, c); err != nil {
 		s.log.Warn("communication: client repository failed", "op", "upsert", "connection", rec.ConnectionID, "error", err)
 	}
-	s.mu.Unlock()
+	s.keys.unlock(k)
 	s.event(ctx, s.onConnect, c)
 }
 
+// disconnect updates the record of a connection that ended and fires its
+// disconnect event.
 func (s *ClientState[T]) disconnect(ctx context.Context, rec ClientRecord) {
-	s.mu.Lock()
+	k := s.keys.lock(rec.Key())
+	c := s.disconnected(ctx, rec)
+	s.keys.unlock(k)
+	s.prune(ctx, rec.DisconnectTime)
+	s.event(ctx, s.onDisconnect, c)
+}
+
+// disconnected is disconnect's repository work, with the key held; it
+// returns what the disconnect event reports.
+func (s *ClientState[T]) disconnected(ctx context.Context, rec ClientRecord) ClientEntry[T] {
 	c, ok, err := s.repo.GetByKey(ctx, rec.Key())
 	if err != nil {
-		s.mu.Unlock()
+		// The connection ended all the same: the application hears of it.
 		s.log.Warn("communication: client repository failed", "op", "get", "error", err)
-		return
+		return ClientEntry[T]{ClientRecord: rec}
 	}
 	if !ok || c.ConnectionID != rec.ConnectionID {
 		// A newer connection of the same instance owns the record (the
 		// client reconnected before this end was noticed): leave it, but
 		// tell the application this connection ended.
-		s.mu.Unlock()
-		gone := ClientEntry[T]{ClientRecord: rec, Data: c.Data}
-		s.event(ctx, s.onDisconnect, gone)
-		return
+		return ClientEntry[T]{ClientRecord: rec, Data: c.Data}
 	}
 	c.IsConnected = false
 	c.DisconnectTime = rec.DisconnectTime
@@ -186,27 +213,49 @@ func (s *ClientState[T]) disconnect(ctx context.Context, rec ClientRecord) {
 	if err != nil {
 		s.log.Warn("communication: client repository failed", "op", "disconnect", "connection", rec.ConnectionID, "error", err)
 	}
-	s.prune(ctx, rec.DisconnectTime)
-	s.mu.Unlock()
-	s.event(ctx, s.onDisconnect, c)
+	return c
 }
 
 // prune removes clients disconnected longer than the retention, at most
-// once per tenth of it.
+// once per tenth of it. It holds no lock while it reads the repository,
+// so connects go on meanwhile, and only one prune runs at a time; each
+// removal takes its client's key and checks again, so that a client that
+// reconnected since the read keeps its record.
 func (s *ClientState[T]) prune(ctx context.Context, now time.Time) {
-	if s.retention <= 0 || now.Sub(s.lastPrune) < s.retention/10 {
+	if s.retention <= 0 || !s.pruning.CompareAndSwap(false, true) {
+		return
+	}
+	defer s.pruning.Store(false)
+	if now.Sub(s.lastPrune) < s.retention/10 {
 		return
 	}
 	s.lastPrune = now
 	all, err := s.repo.GetAll(ctx)
 	if err != nil {
+		s.log.Warn("communication: client repository failed", "op", "prune", "error", err)
 		return
 	}
 	for _, c := range all {
-		if !c.IsConnected && !c.DisconnectTime.IsZero() && now.Sub(c.DisconnectTime) > s.retention {
-			_ = s.repo.Delete(ctx, c.Key())
+		if s.expired(c, now) {
+			s.pruneKey(ctx, c.Key(), now)
 		}
 	}
+}
+
+func (s *ClientState[T]) pruneKey(ctx context.Context, key string, now time.Time) {
+	k := s.keys.lock(key)
+	defer s.keys.unlock(k)
+	c, ok, err := s.repo.GetByKey(ctx, key)
+	if err == nil && ok && s.expired(c, now) {
+		err = s.repo.Delete(ctx, key)
+	}
+	if err != nil {
+		s.log.Warn("communication: client repository failed", "op", "prune", "error", err)
+	}
+}
+
+func (s *ClientState[T]) expired(c ClientEntry[T], now time.Time) bool {
+	return !c.IsConnected && !c.DisconnectTime.IsZero() && now.Sub(c.DisconnectTime) > s.retention
 }
 
 func (s *ClientState[T]) callBuild(ctx context.Context, rec ClientRecord, prev *ClientEntry[T]) (data T, err error) {
@@ -288,4 +337,48 @@ func recordFrom(connID string, info connInfo, now time.Time) ClientRecord {
 		IsConnected:  true,
 		ConnectTime:  now,
 	}
+}
+
+// keyLocks orders work per client key. A key's entry lives while a
+// transition holds or waits for it, and is removed after: the map holds
+// the clients that are changing, not the fleet.
+type keyLocks struct {
+	mu   sync.Mutex
+	keys map[string]*keyLock
+}
+
+// keyLock is one key's entry in keyLocks.
+type keyLock struct {
+	key  string
+	mu   sync.Mutex // held by the key's transition under way
+	refs int        // transitions holding or awaiting mu
+}
+
+func newKeyLocks() keyLocks {
+	return keyLocks{keys: make(map[string]*keyLock)}
+}
+
+// lock returns key's entry, held.
+func (l *keyLocks) lock(key string) *keyLock {
+	l.mu.Lock()
+	k := l.keys[key]
+	if k == nil {
+		k = &keyLock{key: key}
+		l.keys[key] = k
+	}
+	k.refs++
+	l.mu.Unlock()
+	k.mu.Lock()
+	return k
+}
+
+// unlock releases what lock returned.
+func (l *keyLocks) unlock(k *keyLock) {
+	k.mu.Unlock()
+	l.mu.Lock()
+	k.refs--
+	if k.refs == 0 {
+		delete(l.keys, k.key)
+	}
+	l.mu.Unlock()
 }
