@@ -55,8 +55,86 @@ func TestKeyLocksForgetIdleKeys(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	require.NoError(t, s.wait(ctx))
 	require.Equal(t, int32(2*n), events.Load())
 	require.Zero(t, s.keys.size(), "keys kept after their work ended")
+}
+
+// TestWaitCancelsEventsWhenItGivesUp: an event that waits on its context
+// ends when a wait gives up; events queued later start uncancelled.
+func TestWaitCancelsEventsWhenItGivesUp(t *testing.T) {
+	ctx := testCtx(t)
+	started := make(chan string, 2)
+	s := NewClientState(OnClientConnected(func(ectx context.Context, c ClientEntry[int]) {
+		started <- c.Instance
+		if c.Instance == "first" {
+			select {
+			case <-ectx.Done():
+			case <-ctx.Done():
+			}
+		}
+	}))
+	s.connect(ctx, connectedRecord("first"))
+	require.Equal(t, "first", <-started)
+
+	gaveUp, cancel := context.WithCancel(ctx)
+	cancel()
+	require.ErrorIs(t, s.wait(gaveUp), context.Canceled)
+	require.NoError(t, s.wait(ctx), "the event did not see its context cancelled")
+	require.NoError(t, ctx.Err())
+
+	// A later event is not born cancelled: it ends when it returns.
+	var later error
+	s.onConnect = func(ectx context.Context, c ClientEntry[int]) { later = ectx.Err() }
+	s.connect(ctx, connectedRecord("second"))
+	require.NoError(t, s.wait(ctx))
+	require.NoError(t, later)
+}
+
+// TestEventContextOutlivesTheTransition: the caller's context ends when
+// connect returns; the event's must not, and it keeps the caller's values.
+func TestEventContextOutlivesTheTransition(t *testing.T) {
+	type ctxKey struct{}
+	got := make(chan error, 1)
+	s := NewClientState(OnClientConnected(func(ectx context.Context, c ClientEntry[int]) {
+		if v, _ := ectx.Value(ctxKey{}).(string); v != "v" {
+			got <- fmt.Errorf("value lost: %q", v)
+			return
+		}
+		_, ok := ectx.Deadline()
+		if !ok {
+			got <- fmt.Errorf("no deadline")
+			return
+		}
+		got <- ectx.Err()
+	}))
+	release := make(chan struct{})
+	s.build = func(ctx context.Context, rec ClientRecord, prev *ClientEntry[int]) (int, error) { return 1, nil }
+	ctx, cancel := context.WithTimeout(context.WithValue(testCtx(t), ctxKey{}, "v"), 10*time.Second)
+	// Hold the event back until the transition's context is gone.
+	k := s.keys.lock("hold")
+	s.keys.queue(k, func(context.Context) { <-release })
+	s.keys.unlock(k)
+	s.connect(ctx, connectedRecord("hold"))
+	cancel()
+	close(release)
+	require.NoError(t, <-got)
+	require.NoError(t, s.wait(testCtx(t)))
+}
+
+// TestPanickingEventKeepsTheQueueGoing: a connect event that panics is
+// logged, and the disconnect event behind it still runs.
+func TestPanickingEventKeepsTheQueueGoing(t *testing.T) {
+	ctx := testCtx(t)
+	disconnected := make(chan string, 1)
+	s := NewClientState(
+		OnClientConnected(func(context.Context, ClientEntry[int]) { panic("boom") }),
+		OnClientDisconnected(func(_ context.Context, c ClientEntry[int]) { disconnected <- c.ConnectionID }))
+	rec := connectedRecord(uuid.NewString())
+	s.connect(ctx, rec)
+	s.disconnect(ctx, ended(rec))
+	require.NoError(t, s.wait(ctx))
+	require.Equal(t, rec.ConnectionID, <-disconnected)
 }
 
 // staleRepository answers GetAll with a snapshot taken long ago, as if a
