@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,30 @@ const DefaultRetention = 24 * time.Hour
 // instance, retention of disconnected clients, events.
 //
 // Hand it to the server with WithClientState. It is safe for concurrent use.
+//
+// # Ordering
+//
+// Work is ordered per client, by ClientRecord.Key (the instance, or the
+// connection id of a client without one), never across clients: connects
+// of different clients run in parallel, so a slow WithBuild holds up only
+// its own client. The transitions of one key (a connect, a disconnect, a
+// reconnect of the same instance on a new connection racing the end of the
+// old one) run one at a time, in the order the server reports them.
+//
+// WithBuild and WithBuildDisconnect run on the server's goroutine for the
+// connection, under its key; the server goes on serving a new connection
+// only once its record is stored, so a handler of the connection finds it.
+//
+// OnClientConnected and OnClientDisconnected run on a goroutine of their
+// own, after the transition is stored, so that the connection keeps being
+// served meanwhile: OnClientConnected may Send or Post to the new client
+// and wait for its answer. The events of one key run one at a time, in the
+// order of their transitions: a connection's disconnect event never starts
+// before its connect event ended. Events of different keys run in
+// parallel. A message from a new client may be handled before or while its
+// OnClientConnected runs.
+//
+// A callback that panics is recovered and logged.
 type ClientState[T any] struct {
 	repo            ClientRepository[T]
 	build           func(ctx context.Context, rec ClientRecord, previous *ClientEntry[T]) (T, error)
@@ -29,7 +54,10 @@ type ClientState[T any] struct {
 	retention       time.Duration
 	log             *slog.Logger
 
-	mu        sync.Mutex // orders the transitions of the clients
+	keys keyLocks // orders the transitions and events of each client
+
+	// pruning lets one prune run at a time; lastPrune belongs to it.
+	pruning   atomic.Bool
 	lastPrune time.Time
 }
 
@@ -57,13 +85,22 @@ func WithBuildDisconnect[T any](f func(ctx context.Context, c ClientEntry[T]) (T
 }
 
 // OnClientConnected sets a function called once per connection, after its
-// record is stored. Default: none.
+// record is stored. It runs on a goroutine of its own, after the earlier
+// events of the same client and before its later ones (see [ClientState]),
+// while the connection is already serving: it may Send or Post to the new
+// client and wait for the answer. Its context has as much time as the
+// connect had left (the server gives a connect its handshake timeout),
+// counted from when the event starts, and is cancelled if the server's
+// Shutdown gives up waiting for events. Default: none.
 func OnClientConnected[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption[T] {
 	return func(s *ClientState[T]) { s.onConnect = f }
 }
 
 // OnClientDisconnected sets a function called once per connection that
-// ends, after its record is updated. Default: none.
+// ends, after its record is updated, even when a newer connection of the
+// same instance already took the record. Like OnClientConnected it runs
+// on a goroutine of its own, after the connection's connect event ended.
+// Default: none.
 func OnClientDisconnected[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption[T] {
 	return func(s *ClientState[T]) { s.onDisconnect = f }
 }
@@ -77,7 +114,7 @@ func WithRetention[T any](d time.Duration) ClientStateOption[T] {
 
 // NewClientState returns a client-state service.
 func NewClientState[T any](opts ...ClientStateOption[T]) *ClientState[T] {
-	s := &ClientState[T]{retention: DefaultRetention, log: slog.New(slog.DiscardHandler)}
+	s := &ClientState[T]{retention: DefaultRetention, log: slog.New(slog.DiscardHandler), keys: newKeyLocks()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -119,14 +156,25 @@ type clientTracker interface {
 	records(ctx context.Context) ([]ClientRecord, error)
 	record(ctx context.Context, connectionID string) (ClientRecord, bool, error)
 	setLogger(*slog.Logger)
+	// wait returns once every event queued so far has run, or when ctx
+	// ends: then the events still running or queued see their context
+	// cancelled, and wait returns ctx's error.
+	wait(ctx context.Context) error
 }
 
 func (s *ClientState[T]) setLogger(l *slog.Logger) { s.log = l }
 
+func (s *ClientState[T]) wait(ctx context.Context) error { return s.keys.wait(ctx) }
+
+// connect stores the record of a new connection and queues its connect
+// event. The record is stored when connect returns; the event may not have
+// run yet.
 func (s *ClientState[T]) connect(ctx context.Context, rec ClientRecord) {
-	s.mu.Lock()
+	key := rec.Key()
+	k := s.keys.lock(key)
+	defer s.keys.unlock(k)
 	var previous *ClientEntry[T]
-	if old, ok, err := s.repo.GetByKey(ctx, rec.Key()); err != nil {
+	if old, ok, err := s.repo.GetByKey(ctx, key); err != nil {
 		s.log.Warn("communication: client repository failed", "op", "get", "error", err)
 	} else if ok {
 		previous = &old
@@ -145,26 +193,35 @@ func (s *ClientState[T]) connect(ctx context.Context, rec ClientRecord) {
 	if err := s.repo.Upsert(ctx, c); err != nil {
 		s.log.Warn("communication: client repository failed", "op", "upsert", "connection", rec.ConnectionID, "error", err)
 	}
-	s.mu.Unlock()
-	s.event(ctx, s.onConnect, c)
+	// Queued while the key is held, so that the next transition's event
+	// comes after this one.
+	s.queueEvent(ctx, k, s.onConnect, c)
 }
 
+// disconnect updates the record of a connection that ended and queues its
+// disconnect event.
 func (s *ClientState[T]) disconnect(ctx context.Context, rec ClientRecord) {
-	s.mu.Lock()
+	k := s.keys.lock(rec.Key())
+	c := s.disconnected(ctx, rec)
+	s.queueEvent(ctx, k, s.onDisconnect, c)
+	s.keys.unlock(k)
+	s.prune(ctx, rec.DisconnectTime)
+}
+
+// disconnected is disconnect's repository work, with the key held; it
+// returns what the disconnect event reports.
+func (s *ClientState[T]) disconnected(ctx context.Context, rec ClientRecord) ClientEntry[T] {
 	c, ok, err := s.repo.GetByKey(ctx, rec.Key())
 	if err != nil {
-		s.mu.Unlock()
+		// The connection ended all the same: the application hears of it.
 		s.log.Warn("communication: client repository failed", "op", "get", "error", err)
-		return
+		return ClientEntry[T]{ClientRecord: rec}
 	}
 	if !ok || c.ConnectionID != rec.ConnectionID {
 		// A newer connection of the same instance owns the record (the
 		// client reconnected before this end was noticed): leave it, but
 		// tell the application this connection ended.
-		s.mu.Unlock()
-		gone := ClientEntry[T]{ClientRecord: rec, Data: c.Data}
-		s.event(ctx, s.onDisconnect, gone)
-		return
+		return ClientEntry[T]{ClientRecord: rec, Data: c.Data}
 	}
 	c.IsConnected = false
 	c.DisconnectTime = rec.DisconnectTime
@@ -184,27 +241,49 @@ func (s *ClientState[T]) disconnect(ctx context.Context, rec ClientRecord) {
 	if err != nil {
 		s.log.Warn("communication: client repository failed", "op", "disconnect", "connection", rec.ConnectionID, "error", err)
 	}
-	s.prune(ctx, rec.DisconnectTime)
-	s.mu.Unlock()
-	s.event(ctx, s.onDisconnect, c)
+	return c
 }
 
 // prune removes clients disconnected longer than the retention, at most
-// once per tenth of it.
+// once per tenth of it. It holds no lock while it reads the repository,
+// so connects go on meanwhile, and only one prune runs at a time; each
+// removal takes its client's key and checks again, so that a client that
+// reconnected since the read keeps its record.
 func (s *ClientState[T]) prune(ctx context.Context, now time.Time) {
-	if s.retention <= 0 || now.Sub(s.lastPrune) < s.retention/10 {
+	if s.retention <= 0 || !s.pruning.CompareAndSwap(false, true) {
+		return
+	}
+	defer s.pruning.Store(false)
+	if now.Sub(s.lastPrune) < s.retention/10 {
 		return
 	}
 	s.lastPrune = now
 	all, err := s.repo.GetAll(ctx)
 	if err != nil {
+		s.log.Warn("communication: client repository failed", "op", "prune", "error", err)
 		return
 	}
 	for _, c := range all {
-		if !c.IsConnected && !c.DisconnectTime.IsZero() && now.Sub(c.DisconnectTime) > s.retention {
-			_ = s.repo.Delete(ctx, c.Key())
+		if s.expired(c, now) {
+			s.pruneKey(ctx, c.Key(), now)
 		}
 	}
+}
+
+func (s *ClientState[T]) pruneKey(ctx context.Context, key string, now time.Time) {
+	k := s.keys.lock(key)
+	defer s.keys.unlock(k)
+	c, ok, err := s.repo.GetByKey(ctx, key)
+	if err == nil && ok && s.expired(c, now) {
+		err = s.repo.Delete(ctx, key)
+	}
+	if err != nil {
+		s.log.Warn("communication: client repository failed", "op", "prune", "error", err)
+	}
+}
+
+func (s *ClientState[T]) expired(c ClientEntry[T], now time.Time) bool {
+	return !c.IsConnected && !c.DisconnectTime.IsZero() && now.Sub(c.DisconnectTime) > s.retention
 }
 
 func (s *ClientState[T]) callBuild(ctx context.Context, rec ClientRecord, prev *ClientEntry[T]) (data T, err error) {
@@ -217,17 +296,40 @@ func (s *ClientState[T]) callBuildDisconnect(ctx context.Context, c ClientEntry[
 	return s.buildDisconnect(ctx, c)
 }
 
-func (s *ClientState[T]) event(ctx context.Context, f func(context.Context, ClientEntry[T]), c ClientEntry[T]) {
+// queueEvent queues f(c) behind the earlier events of k's client. The
+// transition's context is over by the time the event runs: the event gets
+// its values and as much time as it had left, counted from when the event
+// starts, and is cancelled if wait gives up.
+func (s *ClientState[T]) queueEvent(ctx context.Context, k *keyLock, f func(context.Context, ClientEntry[T]), c ClientEntry[T]) {
 	if f == nil {
 		return
 	}
+	base := context.WithoutCancel(ctx)
+	budget, timed := time.Duration(0), false
+	if d, ok := ctx.Deadline(); ok {
+		budget, timed = time.Until(d), true
+	}
+	s.keys.queue(k, func(stop context.Context) {
+		ectx, cancel := context.WithCancel(base)
+		defer cancel()
+		defer context.AfterFunc(stop, cancel)()
+		if timed {
+			var cancelTimeout context.CancelFunc
+			ectx, cancelTimeout = context.WithTimeout(ectx, budget)
+			defer cancelTimeout()
+		}
+		s.event(ectx, f, c)
+	})
+}
+
+func (s *ClientState[T]) event(ctx context.Context, f func(context.Context, ClientEntry[T]), c ClientEntry[T]) {
 	var err error
 	defer s.recover("event", &err)
 	f(ctx, c)
 }
 
 // recover keeps an application callback's panic from reaching the
-// connection's loop.
+// connection's loop or an event goroutine.
 func (s *ClientState[T]) recover(where string, err *error) {
 	if v := recover(); v != nil {
 		s.log.Error("communication: client-state callback panicked", "where", where, "panic", v, "stack", string(debug.Stack()))
@@ -258,4 +360,136 @@ func (s *ClientState[T]) record(ctx context.Context, id string) (ClientRecord, b
 // ClientState with no application data and a MemoryRepository.
 func WithClientState[T any](s *ClientState[T]) ServerOption {
 	return serverOption(func(c *serverConfig) { c.state = s })
+}
+
+// keyLocks orders work per client key. A key's entry lives while a
+// transition holds or waits for it or events of the key are queued, and is
+// removed after: the map holds the clients that are changing, not the
+// fleet.
+type keyLocks struct {
+	mu   sync.Mutex
+	keys map[string]*keyLock
+	// busy counts the event goroutines; idle is closed when it drops to
+	// zero. stop is the context given to events queued from now on;
+	// wait cancels it when it gives up.
+	busy       int
+	idle       chan struct{}
+	stop       context.Context
+	cancelStop context.CancelFunc
+}
+
+// keyLock is one key's entry in keyLocks.
+type keyLock struct {
+	key  string
+	mu   sync.Mutex // held by the key's transition under way
+	refs int        // transitions holding or awaiting mu, plus a running event goroutine
+	// events waits to run on the key's event goroutine, which runs
+	// while running is set.
+	events  []queuedEvent
+	running bool
+}
+
+type queuedEvent struct {
+	run  func(stop context.Context)
+	stop context.Context
+}
+
+func newKeyLocks() keyLocks {
+	stop, cancel := context.WithCancel(context.Background())
+	return keyLocks{keys: make(map[string]*keyLock), stop: stop, cancelStop: cancel}
+}
+
+// lock returns key's entry, held.
+func (l *keyLocks) lock(key string) *keyLock {
+	l.mu.Lock()
+	k := l.keys[key]
+	if k == nil {
+		k = &keyLock{key: key}
+		l.keys[key] = k
+	}
+	k.refs++
+	l.mu.Unlock()
+	k.mu.Lock()
+	return k
+}
+
+// unlock releases what lock returned.
+func (l *keyLocks) unlock(k *keyLock) {
+	k.mu.Unlock()
+	l.mu.Lock()
+	l.release(k)
+	l.mu.Unlock()
+}
+
+// release drops a reference to k; l.mu is held.
+func (l *keyLocks) release(k *keyLock) {
+	k.refs--
+	if k.refs == 0 {
+		delete(l.keys, k.key)
+	}
+}
+
+// queue adds run to k's events; k is held, so events are queued in the
+// order of the key's transitions. A goroutine runs the key's events while
+// there are any, one at a time, and ends when none are left.
+func (l *keyLocks) queue(k *keyLock, run func(stop context.Context)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k.events = append(k.events, queuedEvent{run: run, stop: l.stop})
+	if k.running {
+		return
+	}
+	k.running = true
+	k.refs++
+	if l.busy == 0 {
+		l.idle = make(chan struct{})
+	}
+	l.busy++
+	go l.runEvents(k)
+}
+
+func (l *keyLocks) runEvents(k *keyLock) {
+	for {
+		l.mu.Lock()
+		if len(k.events) == 0 {
+			k.running = false
+			k.events = nil
+			l.release(k)
+			l.busy--
+			if l.busy == 0 {
+				close(l.idle)
+			}
+			l.mu.Unlock()
+			return
+		}
+		e := k.events[0]
+		k.events[0] = queuedEvent{}
+		k.events = k.events[1:]
+		l.mu.Unlock()
+		e.run(e.stop)
+	}
+}
+
+// wait returns once no event is queued or running, or when ctx ends: then
+// it cancels the context of the events queued so far, running or not, and
+// returns ctx's error without waiting for them.
+func (l *keyLocks) wait(ctx context.Context) error {
+	l.mu.Lock()
+	if l.busy == 0 {
+		l.mu.Unlock()
+		return nil
+	}
+	idle := l.idle
+	l.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	l.cancelStop()
+	// Events queued after this wait are not born cancelled.
+	l.stop, l.cancelStop = context.WithCancel(context.Background())
+	l.mu.Unlock()
+	return ctx.Err()
 }

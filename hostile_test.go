@@ -106,7 +106,7 @@ func TestStrictHandshake(t *testing.T) {
 		require.NoError(t, err)
 		ctx := ctxT(t, 5*time.Second)
 		require.NoError(t, ws.Write(ctx, websocket.MessageText, []byte(hs+"\x1e")))
-		_ = ws.Write(ctx, websocket.MessageText, []byte(`{"type":1,"target":"PostMessage","arguments":[{"type":"` + noteName + `","payload":"{\"Text\":\"sneaked\"}"}]}`+"\x1e"))
+		_ = ws.Write(ctx, websocket.MessageText, []byte(`{"type":1,"target":"PostMessage","arguments":[{"type":"`+noteName+`","payload":"{\"Text\":\"sneaked\"}"}]}`+"\x1e"))
 		_, answer, err := ws.Read(ctx)
 		require.NoError(t, err, hs)
 		require.Contains(t, string(answer), `"error":`, hs)
@@ -117,7 +117,7 @@ func TestStrictHandshake(t *testing.T) {
 		// The connection id and the token open nothing without a key.
 		for _, cred := range []string{id, token} {
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+ts.Pattern()+"?id="+cred,
-				strings.NewReader(`{"type":1,"target":"PostMessage","arguments":[{"type":"` + noteName + `","payload":"{\"Text\":\"sneaked\"}"}]}`+"\x1e"))
+				strings.NewReader(`{"type":1,"target":"PostMessage","arguments":[{"type":"`+noteName+`","payload":"{\"Text\":\"sneaked\"}"}]}`+"\x1e"))
 			require.NoError(t, err)
 			resp, err := http.DefaultClient.Do(req)
 			require.NoError(t, err)

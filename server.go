@@ -581,6 +581,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stop()
 	s.serving.Wait()
 	s.nego.close()
+	// Dropped connections queued their disconnect events: let them run
+	// (or cancel their contexts when ctx has ended).
+	if err := s.cfg.state.wait(ctx); err != nil && waitErr == nil {
+		waitErr = err
+	}
 	return waitErr
 }
 

@@ -58,7 +58,7 @@ type ConnConfig struct {
 	// (backpressure): it must be well within philippseith's timeout.
 	// Zero means one second.
 	PingEvery time.Duration
-	Logger   *slog.Logger
+	Logger    *slog.Logger
 }
 
 // Conn is a signalr.Connection over a coder/websocket connection that owns
