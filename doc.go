@@ -71,22 +71,46 @@
 //
 // Posts from one sender are handled one at a time in the order they were
 // sent; posts to one connection are delivered in the order they were made.
-// Requests run concurrently, up to WithMaxConcurrentRequests per connection;
-// past that the connection stops reading until one finishes. Sends are
-// queued per connection up to WithSendQueue bytes.
+// Requests run concurrently, up to WithMaxConcurrentRequests per connection
+// and WithMaxServerHandlers across the server; past either bound the
+// connection stops reading until a handler finishes (backpressure), and
+// stays connected meanwhile. The handlers of a connection that drops see
+// their context end. Sends are queued per connection up to WithSendQueue
+// bytes, and everything written to a connection counts against that bound.
+//
+// # Limits and hostile peers
+//
+// Every resource a peer can make the server hold is bounded: negotiations
+// (kept until their transport request takes them, at most the handshake
+// timeout, and only the few identity values a record stores, each at most
+// 256 bytes); a hub message (WithMaxMessageSize: a larger one is skipped as
+// it arrives and dropped, whatever its size, and the connection goes on);
+// the bytes queued for a connection; the handlers running per connection
+// and across the server; the POSTs waiting on a server-sent-events session.
+// A peer that stops reading is dropped by the write timeout, on WebSockets
+// and server-sent events alike. A handshake the library does not accept
+// closes the connection with an error answer; a negotiate token opens one
+// connection, once. A message larger than the receiving side accepts is
+// refused at the sender with [ErrTooLarge]: each end announces its limit
+// when it connects.
 //
 // # Errors
 //
 // Errors match the sentinels [ErrTimeout], [ErrNotConnected], [ErrClosed],
-// [ErrConnectionLost], [ErrUnknownType] with errors.Is; a failure reported
+// [ErrConnectionLost], [ErrUnknownType], [ErrTooLarge], [ErrSlowConsumer]
+// with errors.Is (a request pending on a connection dropped for not reading
+// matches both ErrConnectionLost and ErrSlowConsumer); a failure reported
 // by the remote side is a [*RemoteError]. A handler that panics is answered
 // with an error and never takes the process down.
 //
 // # Transport
 //
 // The transport is github.com/philippseith/signalr. It runs the SignalR
-// session (negotiate, handshake, keep-alive, timeouts, server-sent events);
-// this package reads and writes the three protocol methods itself, so that
-// it can keep their order, return errors, bound memory and refuse every
-// other method a client might try to invoke.
+// session (handshake, keep-alive, timeouts, close). This package answers
+// negotiate and accepts WebSockets and server-sent events itself, and reads
+// and writes the three protocol methods itself, so that it can keep their
+// order, return errors, bound memory and refuse every other method a client
+// might try to invoke. Negotiations are per server: behind a load balancer,
+// route a client's negotiate and transport request to the same node
+// (sticky sessions), or have clients skip negotiation on WebSockets.
 package communication
