@@ -36,6 +36,10 @@ var (
 	ErrSlowConsumer = errors.New("communication: slow consumer")
 	// ErrBadMessage reports a message that could not be encoded or decoded.
 	ErrBadMessage = errors.New("communication: bad message")
+	// ErrUnexpectedType reports an answer to Send whose type is not the
+	// one asked for (see Send). Errors that wrap it also match
+	// ErrBadMessage.
+	ErrUnexpectedType = errors.New("communication: unexpected answer type")
 )
 
 // Codes of a RemoteError, carried in the error answer as "Code" (which .NET
