@@ -7,7 +7,26 @@ import (
 )
 
 // Sentinel errors. Compare with errors.Is: the errors returned by this
-// package wrap them with detail.
+// package wrap them with detail (by %w or an Unwrap method), so that they
+// also survive the caller's own wrapping. They are:
+//
+//   - [ErrTimeout]: no answer before the deadline; also matches
+//     context.DeadlineExceeded.
+//   - [ErrNotConnected]: no connection to send on.
+//   - [ErrClosed]: the Client or Server is closed.
+//   - [ErrConnectionLost]: the connection dropped while a request waited.
+//   - [ErrUnknownType]: the receiver has no handler for the type; a
+//     [RemoteError] from such a receiver matches it.
+//   - [ErrDuplicateType]: a message type registered twice.
+//   - [ErrUnauthorized]: a connection refused for its API key.
+//   - [ErrSlowConsumer]: a connection dropped for not taking its messages.
+//   - [ErrBadMessage]: a message that could not be encoded or decoded.
+//   - [ErrUnexpectedType]: an answer of another type than the one asked
+//     for; also matches ErrBadMessage.
+//   - [ErrTooLarge]: a message larger than the receiving side accepts,
+//     refused before it was sent.
+//
+// A failure the remote side reports is a [*RemoteError].
 var (
 	// ErrTimeout reports a request whose answer did not come before the
 	// deadline of its context (or the default send timeout). Errors that
@@ -42,6 +61,10 @@ var (
 	// message is not sent; the connection goes on. A RemoteError whose Code
 	// is CodeTooLarge (an answer too large to send back) matches it.
 	ErrTooLarge = errors.New("communication: message too large")
+	// ErrUnexpectedType reports an answer to Send whose type is not the
+	// one asked for (see Send). Errors that wrap it also match
+	// ErrBadMessage.
+	ErrUnexpectedType = errors.New("communication: unexpected answer type")
 )
 
 // Codes of a RemoteError, carried in the error answer as "Code" (which .NET

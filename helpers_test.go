@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -149,9 +150,37 @@ type rawPeer struct {
 // handshake.
 func dialRaw(t *testing.T, ts *testServer, header http.Header) *rawPeer {
 	t.Helper()
-	url := "ws" + strings.TrimPrefix(ts.URL, "http") + ts.Pattern()
+	return openRaw(t, "ws"+strings.TrimPrefix(ts.URL, "http")+ts.Pattern(), header)
+}
+
+// dialRawNegotiated negotiates, as every SignalR client does by default,
+// then connects with the connection token it was given and does the
+// handshake.
+func dialRawNegotiated(t *testing.T, ts *testServer, header http.Header) *rawPeer {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctxT(t, 10*time.Second), http.MethodPost,
+		ts.URL+ts.Pattern()+"/negotiate?negotiateVersion=1", nil)
+	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var nego struct {
+		ConnectionToken string `json:"connectionToken"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&nego))
+	require.NotEmpty(t, nego.ConnectionToken)
+	return openRaw(t, "ws"+strings.TrimPrefix(ts.URL, "http")+ts.Pattern()+"?id="+url.QueryEscape(nego.ConnectionToken), header)
+}
+
+// openRaw opens a WebSocket at addr and does the handshake.
+func openRaw(t *testing.T, addr string, header http.Header) *rawPeer {
+	t.Helper()
 	ctx := ctxT(t, 10*time.Second)
-	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: header})
+	ws, _, err := websocket.Dial(ctx, addr, &websocket.DialOptions{HTTPHeader: header})
 	require.NoError(t, err)
 	ws.SetReadLimit(1 << 20)
 	p := &rawPeer{t: t, ws: ws, frames: make(chan []byte, 10000), done: make(chan struct{})}

@@ -2,7 +2,10 @@ package communication
 
 import (
 	"context"
+	"fmt"
 	"reflect"
+
+	"github.com/tharga/communication-go/internal/wire"
 )
 
 // Endpoint is one side of a connection that requests can be sent to: a
@@ -16,12 +19,20 @@ type Endpoint interface {
 // ResponseMessage). Any number of requests may be in flight on one
 // connection.
 //
+// The answer must be of type Resp: its wire name must match Resp's (see
+// WithName and RegisterName; names match by full type name, whatever
+// assembly version follows), or a name registered for a type assignable
+// to Resp. When Resp is an interface type any answer is taken. Against a
+// .NET peer, register the .NET name of Resp.
+//
 // The wait ends at ctx's deadline, or after the send timeout (WithSendTimeout)
 // when ctx has none; the deadline travels with the request, so that the
 // remote handler's context ends with it. Errors: ErrTimeout (also matching
 // context.DeadlineExceeded), ErrNotConnected, ErrConnectionLost when the
-// connection drops while waiting, ErrClosed, and *RemoteError when the
-// remote handler failed or has no handler for the type (errors.Is
+// connection drops while waiting, ErrClosed, ErrUnexpectedType (also
+// matching ErrBadMessage) when the answer is of another type, ErrBadMessage
+// when it does not decode into Resp, and *RemoteError when the remote
+// handler failed or has no handler for the type (errors.Is
 // ErrUnknownType).
 func Send[Resp, Req any](ctx context.Context, to Endpoint, req Req) (Resp, error) {
 	var zero Resp
@@ -29,9 +40,56 @@ func Send[Resp, Req any](ctx context.Context, to Endpoint, req Req) (Resp, error
 	if err != nil {
 		return zero, err
 	}
-	w, err := p.request(ctx, req, reflect.TypeFor[Resp]())
+	rt := reflect.TypeFor[Resp]()
+	w, err := p.request(ctx, req, rt)
 	if err != nil {
 		return zero, err
 	}
+	if !answers(p.h, rt, w.Type) {
+		return zero, &unexpectedTypeError{want: rt, wantName: p.h.nameOf(rt), got: w.Type}
+	}
 	return decodeAnswer[Resp](w)
 }
+
+// answers reports whether an answer named name may be decoded as a want:
+// want is an interface, or name matches want's wire name (or, for a
+// pointer, that of the type it points to), or name is registered in h for
+// a type assignable to want (pointers aside).
+func answers(h *Handlers, want reflect.Type, name string) bool {
+	base := want
+	for {
+		if base.Kind() == reflect.Interface || wire.SameType(name, h.nameOf(base)) {
+			return true
+		}
+		if base.Kind() != reflect.Pointer {
+			break
+		}
+		base = base.Elem()
+	}
+	key := wire.MatchKey(name)
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for t, n := range h.names {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.AssignableTo(base) && wire.MatchKey(n) == key {
+			return true
+		}
+	}
+	return false
+}
+
+// unexpectedTypeError reports an answer of another type than the one
+// asked for. It matches ErrUnexpectedType and ErrBadMessage.
+type unexpectedTypeError struct {
+	want     reflect.Type
+	wantName string
+	got      string
+}
+
+func (e *unexpectedTypeError) Error() string {
+	return fmt.Sprintf("%v: the answer is a %q, not a %q (%v)", ErrUnexpectedType, e.got, e.wantName, e.want)
+}
+
+func (e *unexpectedTypeError) Unwrap() []error { return []error{ErrUnexpectedType, ErrBadMessage} }

@@ -83,7 +83,7 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 	for _, o := range opts {
 		o.applyServer(&cfg)
 	}
-	errs := []error{cfg.validate()}
+	errs := []error{cfg.validate(), checkKeyOptions(opts)}
 	if !strings.HasPrefix(cfg.pattern, "/") {
 		errs = append(errs, fmt.Errorf("pattern must start with '/', got %q", cfg.pattern))
 	}

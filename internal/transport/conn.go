@@ -226,7 +226,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			var data []byte
 			data, err = c.link.next()
 			if err != nil {
-				c.Close(err)
+				c.readFailed(err)
 				return 0, err
 			}
 			c.passBuf, err = c.ic.Feed(data, c.passBuf[:0])
@@ -248,6 +248,25 @@ func (c *Conn) Read(p []byte) (int, error) {
 	n := copy(p, c.pass)
 	c.pass = c.pass[n:]
 	return n, nil
+}
+
+// readFailed ends the connection over a failed read. A write that times
+// out closes the socket under the reader too: when a write is in progress,
+// the writer names the reason (a slow consumer) rather than the reader's
+// "use of closed network connection".
+func (c *Conn) readFailed(err error) {
+	c.mu.Lock()
+	writing := !c.writeAt.IsZero()
+	c.mu.Unlock()
+	if writing {
+		t := time.NewTimer(c.writeTimeout())
+		select {
+		case <-c.done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	c.Close(err)
 }
 
 // waitReady waits until the Inbound may take the message it refused. It

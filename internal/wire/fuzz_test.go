@@ -13,19 +13,25 @@ import (
 )
 
 // FuzzParseJSON checks that ParseJSON never panics, agrees with the
-// encoding/json reference (oracle_test.go), and that a decoded wrapper
+// encoding/json reference (oracle_test.go), that a bad wrapper keeps no
+// more than its correlation id and timeout, and that a decoded wrapper
 // survives being written and read again.
 func FuzzParseJSON(f *testing.F) {
 	for _, rec := range exampleRecords() {
 		f.Add([]byte(rec))
 	}
 	f.Add([]byte(`{"type":1,"target":"x","arguments":[{"type":"\ud800","payload":"\ud83d\ude00\u2028\u0000"}]}`))
+	f.Add([]byte(`{"type":1,"target":"SendMessage","arguments":[{"type":"T","correlationId":"c\u0031","timeoutMs":5}]}`))
 	f.Fuzz(func(t *testing.T, record []byte) {
 		if diff := compareWithOracle(record); diff != "" {
 			t.Fatalf("%q: %s", record, diff)
 		}
 		var m Message
-		if ParseJSON(record, &m) != nil || (m.Type != TypeInvocation && m.Type != TypeStreamInvocation) || m.WrapperErr != nil {
+		if ParseJSON(record, &m) != nil || (m.Type != TypeInvocation && m.Type != TypeStreamInvocation) {
+			return
+		}
+		if m.WrapperErr != nil {
+			checkBadWrapper(t, m.Wrapper)
 			return
 		}
 		out := AppendJSONInvocation(nil, m.Target, &m.Wrapper)
@@ -43,6 +49,15 @@ func FuzzParseJSON(f *testing.F) {
 	})
 }
 
+// checkBadWrapper checks that what is left of a bad wrapper is at most its
+// correlation id and timeout: nothing a handler could run on.
+func checkBadWrapper(t *testing.T, w Wrapper) {
+	t.Helper()
+	if w.Type != "" || w.Payload != nil || w.TimeoutMillis < 0 {
+		t.Fatalf("a bad wrapper kept %#v", w)
+	}
+}
+
 // sameWrapper compares wrappers, an empty payload equal to a nil one.
 func sameWrapper(a, b Wrapper) bool {
 	return a.Type == b.Type && bytes.Equal(a.Payload, b.Payload) &&
@@ -50,7 +65,8 @@ func sameWrapper(a, b Wrapper) bool {
 }
 
 // FuzzParseMsgPack checks that ParseMsgPack never panics, that its errors
-// wrap ErrMalformed, and that a decoded wrapper survives being written and
+// wrap ErrMalformed, that a bad wrapper keeps no more than its correlation
+// id and timeout, and that a decoded wrapper survives being written and
 // read again.
 func FuzzParseMsgPack(f *testing.F) {
 	for _, e := range exampleInvocations {
@@ -68,6 +84,7 @@ func FuzzParseMsgPack(f *testing.F) {
 	}
 	for _, v := range []any{
 		[]any{1, map[string]string{"h": "v"}, "id", "SendMessage", []any{map[string]any{"Type": "T", "Payload": []byte("p"), "TimeoutMs": -1}}, []string{"s"}},
+		[]any{1, map[string]any{}, nil, "SendMessage", []any{map[string]any{"type": "T", "correlationId": "c", "timeoutMs": 5}}},
 		[]any{7, "bye", true},
 		[]any{3, map[string]any{}, "1", 3, []any{1.5, float32(2), nil, false, map[int]int{1: 2}}},
 	} {
@@ -86,8 +103,11 @@ func FuzzParseMsgPack(f *testing.F) {
 			}
 			return
 		}
-		if m.WrapperErr != nil && !errors.Is(m.WrapperErr, ErrBadWrapper) {
-			t.Fatalf("%v does not wrap ErrBadWrapper", m.WrapperErr)
+		if m.WrapperErr != nil {
+			if !errors.Is(m.WrapperErr, ErrBadWrapper) {
+				t.Fatalf("%v does not wrap ErrBadWrapper", m.WrapperErr)
+			}
+			checkBadWrapper(t, m.Wrapper)
 		}
 		if (m.Type != TypeInvocation && m.Type != TypeStreamInvocation) || m.WrapperErr != nil {
 			return

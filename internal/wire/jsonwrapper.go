@@ -1,6 +1,9 @@
 package wire
 
-import "fmt"
+import (
+	"cmp"
+	"fmt"
+)
 
 // jsonValue is one wrapper property's value as scanned, kept until the
 // whole object was read because a later duplicate key wins.
@@ -26,7 +29,8 @@ func scanJSONValue(s *jsonScanner, depth int) (jsonValue, bool) {
 // parseJSONWrapper scans the first argument of an invocation, at nesting
 // depth, and decodes it into w. ok is false when the JSON is invalid (the
 // message is malformed). Otherwise wrapperErr, wrapping ErrBadWrapper, says
-// why the argument is not a wrapper, and w is then left zero.
+// why the argument is not a wrapper; w then keeps only the correlation id
+// and timeout, when they were valid.
 func parseJSONWrapper(s *jsonScanner, depth int, w *Wrapper) (wrapperErr error, ok bool) {
 	*w = Wrapper{}
 	if c := s.peek(); c != '{' {
@@ -63,41 +67,44 @@ func parseJSONWrapper(s *jsonScanner, depth int, w *Wrapper) (wrapperErr error, 
 			timeout = v
 		}
 	}
-	out, err := decodeJSONWrapper(&typ, &payload, &corr, &timeout)
-	if err == nil {
-		*w = out
-	}
-	return err, true
+	return decodeJSONWrapper(&typ, &payload, &corr, &timeout, w), true
 }
 
-// decodeJSONWrapper checks and converts the scanned wrapper properties.
-func decodeJSONWrapper(typ, payload, corr, timeout *jsonValue) (Wrapper, error) {
-	var out Wrapper
+// decodeJSONWrapper checks and converts the scanned wrapper properties
+// into w. The correlation id and timeout are decoded whatever else is
+// wrong, so that an error answer can still reach its caller; on an error
+// (that of the first bad property: type, payload, correlation id,
+// timeout) w keeps nothing else.
+func decodeJSONWrapper(typ, payload, corr, timeout *jsonValue, w *Wrapper) error {
+	var typeErr, payloadErr, corrErr, timeoutErr error
 	switch {
 	case !typ.set:
-		return out, fmt.Errorf("%w: no \"type\"", ErrBadWrapper)
-	case !payload.set:
-		return out, fmt.Errorf("%w: no \"payload\"", ErrBadWrapper)
+		typeErr = fmt.Errorf("%w: no \"type\"", ErrBadWrapper)
 	case !typ.isStr:
-		return out, fmt.Errorf("%w: \"type\" is %s, not a string", ErrBadWrapper, jsonKind(typ.raw[0]))
+		typeErr = fmt.Errorf("%w: \"type\" is %s, not a string", ErrBadWrapper, jsonKind(typ.raw[0]))
 	case len(typ.str) == 0:
-		return out, fmt.Errorf("%w: \"type\" is empty", ErrBadWrapper)
+		typeErr = fmt.Errorf("%w: \"type\" is empty", ErrBadWrapper)
+	default:
+		w.Type = unquoteString(typ.str, typ.plain)
 	}
-	switch payload.raw[0] {
-	case '"':
-		out.Payload = unquoteBytes(payload.str, payload.plain)
-	case '{', '[':
+	switch {
+	case !payload.set:
+		payloadErr = fmt.Errorf("%w: no \"payload\"", ErrBadWrapper)
+	case payload.raw[0] == '"':
+		w.Payload = unquoteBytes(payload.str, payload.plain)
+	case payload.raw[0] == '{', payload.raw[0] == '[':
 		// Lenient: a peer that put the message itself rather than its
 		// JSON text. Kept as written.
-		out.Payload = append(make([]byte, 0, len(payload.raw)), payload.raw...)
+		w.Payload = append(make([]byte, 0, len(payload.raw)), payload.raw...)
 	default:
-		return out, fmt.Errorf("%w: \"payload\" is %s, not a string", ErrBadWrapper, jsonKind(payload.raw[0]))
+		payloadErr = fmt.Errorf("%w: \"payload\" is %s, not a string", ErrBadWrapper, jsonKind(payload.raw[0]))
 	}
 	if corr.set {
-		if !corr.isStr {
-			return Wrapper{}, fmt.Errorf("%w: \"correlationId\" is %s, not a string", ErrBadWrapper, jsonKind(corr.raw[0]))
+		if corr.isStr {
+			w.CorrelationID = unquoteString(corr.str, corr.plain)
+		} else {
+			corrErr = fmt.Errorf("%w: \"correlationId\" is %s, not a string", ErrBadWrapper, jsonKind(corr.raw[0]))
 		}
-		out.CorrelationID = unquoteString(corr.str, corr.plain)
 	}
 	if timeout.set {
 		s := jsonScanner{b: timeout.raw}
@@ -106,13 +113,17 @@ func decodeJSONWrapper(typ, payload, corr, timeout *jsonValue) (Wrapper, error) 
 		if ok && isInt {
 			v, ok = parseInt(raw)
 		}
-		if !ok || !isInt || v < 0 || s.i != len(timeout.raw) {
-			return Wrapper{}, fmt.Errorf("%w: \"timeoutMs\" is not a non-negative integer", ErrBadWrapper)
+		if ok && isInt && v >= 0 && s.i == len(timeout.raw) {
+			w.TimeoutMillis = v
+		} else {
+			timeoutErr = fmt.Errorf("%w: \"timeoutMs\" is not a non-negative integer", ErrBadWrapper)
 		}
-		out.TimeoutMillis = v
 	}
-	out.Type = unquoteString(typ.str, typ.plain)
-	return out, nil
+	err := cmp.Or(typeErr, payloadErr, corrErr, timeoutErr)
+	if err != nil {
+		w.Type, w.Payload = "", nil
+	}
+	return err
 }
 
 // jsonKind names the kind of the JSON value starting with c, for errors.

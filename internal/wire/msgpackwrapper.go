@@ -1,12 +1,17 @@
 package wire
 
-import "fmt"
+import (
+	"cmp"
+	"fmt"
+)
 
 // parseMsgPackWrapper decodes arg, the raw first argument of an invocation
 // (already validated by skip), into w. It returns an error wrapping
-// ErrBadWrapper, and leaves w zero, when arg is not a wrapper. Keys that
-// are not strings are ignored like unknown keys.
+// ErrBadWrapper when arg is not a wrapper; w then keeps only the
+// correlation id and timeout, when they were valid. Keys that are not
+// strings are ignored like unknown keys.
 func parseMsgPackWrapper(arg []byte, w *Wrapper) error {
+	*w = Wrapper{}
 	r := mpReader{b: arg}
 	if r.kind() != mpMap {
 		return fmt.Errorf("%w: the argument is not a map", ErrBadWrapper)
@@ -37,44 +42,47 @@ func parseMsgPackWrapper(arg []byte, w *Wrapper) error {
 		}
 	}
 
+	// The correlation id and timeout are decoded whatever else is wrong,
+	// so that an error answer can still reach its caller; on an error
+	// (that of the first bad property: type, payload, correlation id,
+	// timeout) w keeps nothing else.
+	var typeErr, payloadErr, corrErr, timeoutErr error
 	if typ == nil {
-		return fmt.Errorf("%w: no \"type\"", ErrBadWrapper)
+		typeErr = fmt.Errorf("%w: no \"type\"", ErrBadWrapper)
+	} else if t := (mpReader{b: typ}); t.kind() != mpStr {
+		typeErr = fmt.Errorf("%w: \"type\" is not a string", ErrBadWrapper)
+	} else if name, _ := t.bytes(); len(name) == 0 {
+		typeErr = fmt.Errorf("%w: \"type\" is empty", ErrBadWrapper)
+	} else {
+		w.Type = string(name)
 	}
 	if payload == nil {
-		return fmt.Errorf("%w: no \"payload\"", ErrBadWrapper)
+		payloadErr = fmt.Errorf("%w: no \"payload\"", ErrBadWrapper)
+	} else if p := (mpReader{b: payload}); p.kind() != mpStr && p.kind() != mpBin {
+		payloadErr = fmt.Errorf("%w: \"payload\" is neither a string nor binary", ErrBadWrapper)
+	} else {
+		body, _ := p.bytes()
+		w.Payload = append(make([]byte, 0, len(body)), body...)
 	}
-	t := mpReader{b: typ}
-	if t.kind() != mpStr {
-		return fmt.Errorf("%w: \"type\" is not a string", ErrBadWrapper)
-	}
-	typeName, _ := t.bytes()
-	if len(typeName) == 0 {
-		return fmt.Errorf("%w: \"type\" is empty", ErrBadWrapper)
-	}
-	var out Wrapper
-	p := mpReader{b: payload}
-	if k := p.kind(); k != mpStr && k != mpBin {
-		return fmt.Errorf("%w: \"payload\" is neither a string nor binary", ErrBadWrapper)
-	}
-	body, _ := p.bytes()
-	out.Payload = append(make([]byte, 0, len(body)), body...)
 	if corr != nil {
-		c := mpReader{b: corr}
-		if c.kind() != mpStr {
-			return fmt.Errorf("%w: \"correlationId\" is not a string", ErrBadWrapper)
+		if c := (mpReader{b: corr}); c.kind() != mpStr {
+			corrErr = fmt.Errorf("%w: \"correlationId\" is not a string", ErrBadWrapper)
+		} else {
+			id, _ := c.bytes()
+			w.CorrelationID = string(id)
 		}
-		id, _ := c.bytes()
-		out.CorrelationID = string(id)
 	}
 	if timeout != nil {
 		tr := mpReader{b: timeout}
-		v, ok := tr.int()
-		if !ok || v < 0 || tr.i != len(timeout) {
-			return fmt.Errorf("%w: \"timeoutMs\" is not a non-negative integer", ErrBadWrapper)
+		if v, ok := tr.int(); ok && v >= 0 && tr.i == len(timeout) {
+			w.TimeoutMillis = v
+		} else {
+			timeoutErr = fmt.Errorf("%w: \"timeoutMs\" is not a non-negative integer", ErrBadWrapper)
 		}
-		out.TimeoutMillis = v
 	}
-	out.Type = string(typeName)
-	*w = out
-	return nil
+	err := cmp.Or(typeErr, payloadErr, corrErr, timeoutErr)
+	if err != nil {
+		w.Type, w.Payload = "", nil
+	}
+	return err
 }

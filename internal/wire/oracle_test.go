@@ -166,7 +166,9 @@ func oracleParseJSON(record []byte) (Message, error) {
 	return m, nil
 }
 
-// oracleWrapper decodes a wrapper with encoding/json.
+// oracleWrapper decodes a wrapper with encoding/json. On an error it
+// still returns the correlation id and timeout when they were valid, and
+// nothing else.
 func oracleWrapper(arg json.RawMessage) (Wrapper, error) {
 	var w Wrapper
 	members, ok := orderedMembers(arg)
@@ -186,33 +188,45 @@ func oracleWrapper(arg json.RawMessage) (Wrapper, error) {
 			timeout = mb.value
 		}
 	}
-	if typ == nil || payload == nil || typ[0] != '"' {
-		return Wrapper{}, errors.New("bad type")
+	var errs []error
+	var name string
+	if typ == nil || typ[0] != '"' || json.Unmarshal(typ, &name) != nil || name == "" {
+		errs = append(errs, errors.New("bad type"))
+	} else {
+		w.Type = name
 	}
-	if err := json.Unmarshal(typ, &w.Type); err != nil || w.Type == "" {
-		return Wrapper{}, errors.New("bad type")
-	}
-	switch payload[0] {
-	case '"':
+	switch {
+	case payload == nil:
+		errs = append(errs, errors.New("no payload"))
+	case payload[0] == '"':
 		var s string
 		if err := json.Unmarshal(payload, &s); err != nil {
-			return Wrapper{}, err
+			errs = append(errs, err)
 		}
 		w.Payload = []byte(s)
-	case '{', '[':
+	case payload[0] == '{' || payload[0] == '[':
 		w.Payload = []byte(payload)
 	default:
-		return Wrapper{}, errors.New("bad payload")
+		errs = append(errs, errors.New("bad payload"))
 	}
 	if corr != nil {
-		if corr[0] != '"' || json.Unmarshal(corr, &w.CorrelationID) != nil {
-			return Wrapper{}, errors.New("bad correlationId")
+		var id string
+		if corr[0] != '"' || json.Unmarshal(corr, &id) != nil {
+			errs = append(errs, errors.New("bad correlationId"))
+		} else {
+			w.CorrelationID = id
 		}
 	}
 	if timeout != nil {
-		if timeout[0] == 'n' || json.Unmarshal(timeout, &w.TimeoutMillis) != nil || w.TimeoutMillis < 0 {
-			return Wrapper{}, errors.New("bad timeoutMs")
+		var ms int64
+		if timeout[0] == 'n' || json.Unmarshal(timeout, &ms) != nil || ms < 0 {
+			errs = append(errs, errors.New("bad timeoutMs"))
+		} else {
+			w.TimeoutMillis = ms
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Wrapper{CorrelationID: w.CorrelationID, TimeoutMillis: w.TimeoutMillis}, err
 	}
 	return w, nil
 }
