@@ -95,7 +95,7 @@ func HandleSend[Req, Resp any](h *Handlers, handler SendHandler[Req, Resp], opts
 		send: func(ctx context.Context, h *Handlers, payload []byte) (string, []byte, error) {
 			var req Req
 			if err := json.Unmarshal(payload, &req); err != nil {
-				return "", nil, &handlerError{code: CodeBadPayload, err: fmt.Errorf("payload does not decode into %v: %v", t, err)}
+				return "", nil, &handlerError{code: CodeBadPayload, err: fmt.Errorf("payload does not decode into %v: %w", t, err)}
 			}
 			resp, err := handler.HandleSend(ctx, req)
 			if err != nil {
@@ -103,7 +103,7 @@ func HandleSend[Req, Resp any](h *Handlers, handler SendHandler[Req, Resp], opts
 			}
 			answer, err := json.Marshal(resp)
 			if err != nil {
-				return "", nil, &handlerError{code: CodeHandlerError, err: fmt.Errorf("response does not encode: %v", err)}
+				return "", nil, &handlerError{code: CodeHandlerError, err: fmt.Errorf("response does not encode: %w", err)}
 			}
 			return h.nameOf(typeOfValue(rt, resp)), answer, nil
 		},

@@ -313,7 +313,7 @@ func (ic *Interceptor) handshake(frame, raw, pass []byte) ([]byte, error) {
 	case ClientSide:
 		serverErr, err := wire.ParseHandshakeResponse(frame)
 		if err != nil {
-			return pass, fmt.Errorf("%w: %v", ErrHandshake, err)
+			return pass, fmt.Errorf("%w: %w", ErrHandshake, err)
 		}
 		if serverErr != "" {
 			return pass, fmt.Errorf("%w: the server answered: %s", ErrHandshake, serverErr)

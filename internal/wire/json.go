@@ -33,7 +33,8 @@ type span struct {
 // right kinds (a "target" for invocations). Otherwise the error wraps
 // ErrMalformed and the connection should be closed. For invocations the
 // first argument is decoded as the Wrapper; a bad wrapper only sets
-// m.WrapperErr, so that the caller can still answer a SendMessage.
+// m.WrapperErr (keeping its correlation id), so that the caller can still
+// answer a SendMessage.
 //
 // Property names of the message are matched exactly, as SignalR does;
 // those of the wrapper ignore ASCII case, as the .NET reader does. The

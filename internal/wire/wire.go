@@ -86,7 +86,9 @@ type Message struct {
 	ArgCount  int
 	StreamIDs bool
 	// Wrapper is the decoded first argument of an invocation, when
-	// WrapperErr is nil and ArgCount > 0.
+	// WrapperErr is nil and ArgCount > 0. When WrapperErr is set it holds
+	// only the correlation id and timeout, if those were valid, so that
+	// the error answer reaches the caller.
 	Wrapper Wrapper
 	// WrapperErr says why the first argument is not a valid wrapper
 	// (missing type or payload, wrong JSON types). It is set instead of
