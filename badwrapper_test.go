@@ -1,12 +1,15 @@
 package communication_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	communication "github.com/tharga/communication-go"
 )
 
 // TestBadWrapperAnsweredWithCorrelationID: a request whose wrapper is not
@@ -47,4 +50,29 @@ func TestBadWrapperAnsweredWithCorrelationID(t *testing.T) {
 	_, w := p.nextFrame(10 * time.Second)
 	require.Equal(t, "good", w.CorrelationID)
 	require.JSONEq(t, `{"Reply":"Pong: after"}`, w.Payload)
+}
+
+// TestBadAnswerFailsRequestAtOnce: an answer whose wrapper cannot be read
+// but names its request fails that request at once with ErrBadMessage,
+// instead of leaving it to its timeout.
+func TestBadAnswerFailsRequestAtOnce(t *testing.T) {
+	ts := newServer(t)
+	p := dialRaw(t, ts, http.Header{"X-Tharga-Correlation": {"1"}})
+	require.Eventually(t, func() bool { return len(ts.ConnectionIDs()) == 1 }, 5*time.Second, time.Millisecond)
+	done := make(chan error, 1)
+	go func() {
+		_, err := communication.Send[Pong](context.Background(), ts.To(ts.ConnectionIDs()[0]), Ping{Message: "hi"})
+		done <- err
+	}()
+	f, w := p.nextFrame(10 * time.Second)
+	require.Equal(t, "SendMessage", f.Target)
+	require.NotEmpty(t, w.CorrelationID)
+	p.write(`{"type":1,"target":"ResponseMessage","arguments":[{"type":"Pong","correlationId":"` + w.CorrelationID + `"}]}`)
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, communication.ErrBadMessage)
+		require.NotErrorIs(t, err, communication.ErrTimeout)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request waited for its timeout")
+	}
 }

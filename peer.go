@@ -235,7 +235,12 @@ func (p *peer) answerError(req *wire.Wrapper, msg, code string) {
 
 func (p *peer) handleResponse(m *wire.Message) {
 	if m.WrapperErr != nil {
-		p.log.Warn("communication: answer dropped", "connection", p.id, "error", m.WrapperErr)
+		// An answer that names its request fails that request at once,
+		// rather than leaving it to its timeout.
+		id := m.Wrapper.CorrelationID
+		if id == "" || !p.pending.Fail(id, fmt.Errorf("%w: the answer could not be read: %w", ErrBadMessage, m.WrapperErr)) {
+			p.log.Warn("communication: answer dropped", "connection", p.id, "error", m.WrapperErr)
+		}
 		return
 	}
 	w := m.Wrapper

@@ -228,6 +228,23 @@ func (t *Table) Resolve(w *wire.Wrapper) bool {
 	return true
 }
 
+// Fail ends the request with correlation id id with err, at once: its
+// answer arrived but could not be read. It reports whether one was waiting.
+func (t *Table) Fail(id string, err error) bool {
+	t.mu.Lock()
+	c := t.byID[id]
+	if c == nil || c.abandoned {
+		t.mu.Unlock()
+		return false
+	}
+	t.remove(c)
+	c.done = true
+	c.ch <- Result{Err: err}
+	t.mu.Unlock()
+	t.event(c, false)
+	return true
+}
+
 func (t *Table) matchUncorrelated(answerType string) *Call {
 	switch t.order {
 	case InOrder:
