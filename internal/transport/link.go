@@ -131,10 +131,9 @@ type SSE struct {
 	noDead bool       // the ResponseWriter cannot take write deadlines
 }
 
-// NewSSE starts an event stream on w: it writes the headers and an empty
-// comment, which the client waits for before it sends its handshake.
-func NewSSE(w http.ResponseWriter) (*SSE, error) {
-	s := &SSE{
+// NewSSE prepares an event stream on w; Open starts it.
+func NewSSE(w http.ResponseWriter) *SSE {
+	return &SSE{
 		w:       w,
 		rc:      http.NewResponseController(w),
 		in:      make(chan []byte),
@@ -142,18 +141,20 @@ func NewSSE(w http.ResponseWriter) (*SSE, error) {
 		posting: make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
-	h := w.Header()
+}
+
+// Open writes the headers and an empty comment, which the client waits
+// for before it sends its handshake: the session must take POSTs by then.
+func (s *SSE) Open() error {
+	h := s.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	if _, err := io.WriteString(w, ":\r\n\r\n"); err != nil {
-		return nil, err
+	s.w.WriteHeader(http.StatusOK)
+	if _, err := io.WriteString(s.w, ":\r\n\r\n"); err != nil {
+		return err
 	}
-	if err := s.rc.Flush(); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return s.rc.Flush()
 }
 
 // WriteDeadlines reports whether writes to the stream can be bounded in
