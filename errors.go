@@ -25,6 +25,7 @@ import (
 //     for; also matches ErrBadMessage.
 //   - [ErrTooLarge]: a message larger than the receiving side accepts,
 //     refused before it was sent.
+//   - [ErrNoSuchNode]: a Backplane message for a node not in the cluster.
 //
 // A failure the remote side reports is a [*RemoteError].
 var (
@@ -61,6 +62,9 @@ var (
 	// message is not sent; the connection goes on. A RemoteError whose Code
 	// is CodeTooLarge (an answer too large to send back) matches it.
 	ErrTooLarge = errors.New("communication: message too large")
+	// ErrNoSuchNode reports a message published to a node that is not in
+	// the cluster (see Backplane).
+	ErrNoSuchNode = errors.New("communication: no such node")
 	// ErrUnexpectedType reports an answer to Send whose type is not the
 	// one asked for (see Send). Errors that wrap it also match
 	// ErrBadMessage.

@@ -188,6 +188,8 @@ type serverConfig struct {
 	state              clientTracker
 	onPending          func(PendingEvent)
 	maxHandlers        int
+	backplane          Backplane
+	nodeName           string
 }
 
 type serverOption func(*serverConfig)
@@ -201,6 +203,19 @@ func (o serverOption) applyServer(c *serverConfig) { o(c) }
 // connected meanwhile. Default: 10,000.
 func WithMaxServerHandlers(n int) ServerOption {
 	return serverOption(func(c *serverConfig) { c.maxHandlers = n })
+}
+
+// WithBackplane makes the Server a node of a cluster: broadcasts reach the
+// clients of every node, and posts and requests reach a client wherever it
+// is connected. Default: none, a single node.
+func WithBackplane(b Backplane) ServerOption {
+	return serverOption(func(c *serverConfig) { c.backplane = b })
+}
+
+// WithNodeName names the Server in its cluster; names must be unique
+// there. Default: a random name, new per Server.
+func WithNodeName(name string) ServerOption {
+	return serverOption(func(c *serverConfig) { c.nodeName = name })
 }
 
 // WithPattern sets the path the hub is mounted at, used by Server.Mount and

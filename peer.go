@@ -258,7 +258,10 @@ func (p *peer) post(ctx context.Context, msg any) error {
 	return p.sendErr(p.out.Send(ctx, wire.TargetPost, &w))
 }
 
-func (p *peer) wrap(msg any) (wire.Wrapper, error) {
+func (p *peer) wrap(msg any) (wire.Wrapper, error) { return wrapWith(p.h, msg) }
+
+// wrapWith encodes msg under its wire name in h.
+func wrapWith(h *Handlers, msg any) (wire.Wrapper, error) {
 	if msg == nil {
 		return wire.Wrapper{}, fmt.Errorf("%w: nil message", ErrBadMessage)
 	}
@@ -266,8 +269,11 @@ func (p *peer) wrap(msg any) (wire.Wrapper, error) {
 	if err != nil {
 		return wire.Wrapper{}, fmt.Errorf("%w: %w", ErrBadMessage, err)
 	}
-	return wire.Wrapper{Type: p.h.nameOf(reflect.TypeOf(msg)), Payload: payload}, nil
+	return wire.Wrapper{Type: h.nameOf(reflect.TypeOf(msg)), Payload: payload}, nil
 }
+
+// names implements requester.
+func (p *peer) names() *Handlers { return p.h }
 
 // request sends a request and waits for the answer's wrapper.
 func (p *peer) request(ctx context.Context, req any, respType reflect.Type) (wire.Wrapper, error) {
@@ -275,6 +281,13 @@ func (p *peer) request(ctx context.Context, req any, respType reflect.Type) (wir
 	if err != nil {
 		return w, err
 	}
+	return p.requestWrapper(ctx, w, p.h.nameOf(respType))
+}
+
+// requestWrapper sends an encoded request and waits for the answer's
+// wrapper; respName is the answer's expected wire name. An error answer
+// is a *RemoteError.
+func (p *peer) requestWrapper(ctx context.Context, w wire.Wrapper, respName string) (wire.Wrapper, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.cfg.sendTimeout)
@@ -285,7 +298,6 @@ func (p *peer) request(ctx context.Context, req any, respType reflect.Type) (wir
 			w.TimeoutMillis = ms
 		}
 	}
-	respName := p.h.nameOf(respType)
 	call, err := p.pending.Add(ctx, w.Type, respName, func(id string) error {
 		w.CorrelationID = id
 		return p.out.Send(ctx, wire.TargetSend, &w)

@@ -9,9 +9,26 @@ import (
 )
 
 // Endpoint is one side of a connection that requests can be sent to: a
-// *Client (its server), or a connected client of a Server (Server.To).
+// *Client (its server), or a connected client of a Server (Server.To,
+// Server.ToInstance), on this node or, with a Backplane, on another.
 type Endpoint interface {
-	peerFor() (*peer, error)
+	requester() (requester, error)
+}
+
+// requester sends a request and waits for its answer's wrapper: a
+// connection's peer, or another node of the cluster that holds it.
+type requester interface {
+	request(ctx context.Context, req any, respType reflect.Type) (wire.Wrapper, error)
+	// names is the handler set that names the types.
+	names() *Handlers
+}
+
+func (c *Client) requester() (requester, error) {
+	p, err := c.peerFor()
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Send sends req to the endpoint and waits for its typed answer: the
@@ -36,17 +53,17 @@ type Endpoint interface {
 // ErrUnknownType).
 func Send[Resp, Req any](ctx context.Context, to Endpoint, req Req) (Resp, error) {
 	var zero Resp
-	p, err := to.peerFor()
+	r, err := to.requester()
 	if err != nil {
 		return zero, err
 	}
 	rt := reflect.TypeFor[Resp]()
-	w, err := p.request(ctx, req, rt)
+	w, err := r.request(ctx, req, rt)
 	if err != nil {
 		return zero, err
 	}
-	if !answers(p.h, rt, w.Type) {
-		return zero, &unexpectedTypeError{want: rt, wantName: p.h.nameOf(rt), got: w.Type}
+	if h := r.names(); !answers(h, rt, w.Type) {
+		return zero, &unexpectedTypeError{want: rt, wantName: h.nameOf(rt), got: w.Type}
 	}
 	return decodeAnswer[Resp](w)
 }

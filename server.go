@@ -37,14 +37,15 @@ const maxMessageHeader = "X-Tharga-Max-Message"
 // messaging with every connected client. Create it with AddServer; stop it
 // with Shutdown or Close.
 type Server struct {
-	cfg   serverConfig
-	h     *Handlers
-	log   *slog.Logger
-	sr    signalr.Server
-	ctx   context.Context // the server's lifetime
-	stop  context.CancelFunc
-	deliv delivery
-	nego  *negotiations
+	cfg  serverConfig
+	h    *Handlers
+	log  *slog.Logger
+	sr   signalr.Server
+	ctx  context.Context // the server's lifetime
+	stop context.CancelFunc
+	nego *negotiations
+	// cluster is this node's part of a cluster; nil without a Backplane.
+	cluster *cluster
 	// validator checks API keys; nil lets everybody in.
 	validator KeyValidator
 	// handlers bounds the handlers running across the server.
@@ -52,6 +53,7 @@ type Server struct {
 
 	mu        sync.RWMutex
 	conns     map[string]*serverConn // connected, by connection id
+	instances map[string]*serverConn // connected, by client instance (the newest)
 	accepting map[string]*serverConn // between accept and handshake
 	sse       map[string]*serverConn // server-sent-events sessions, by token
 	closed    bool
@@ -107,10 +109,10 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 		nego:      newNegotiations(cfg.handshakeTimeout, maxPendingNegotiations),
 		handlers:  newLimiter(cfg.maxHandlers),
 		conns:     make(map[string]*serverConn),
+		instances: make(map[string]*serverConn),
 		accepting: make(map[string]*serverConn),
 		sse:       make(map[string]*serverConn),
 	}
-	s.deliv = localDelivery{s}
 	if s.cfg.state == nil {
 		s.cfg.state = NewClientState[struct{}]()
 	}
@@ -143,6 +145,12 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 		return nil, fmt.Errorf("communication: %w", err)
 	}
 	s.sr = sr
+	if cfg.backplane != nil {
+		if err := s.joinCluster(cfg.backplane, cfg.nodeName); err != nil {
+			stop()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -286,11 +294,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, key KeyInfo, k
 		return
 	}
 	s.announce(w.Header())
-	stream, err := transport.NewSSE(w)
-	if err != nil {
-		s.log.Debug("communication: event stream not started", "error", err)
-		return
-	}
+	stream := transport.NewSSE(w)
 	if !stream.WriteDeadlines() {
 		s.log.Warn("communication: the event stream's writes cannot be bounded in time: " +
 			"a middleware hides http.ResponseController's SetWriteDeadline (add an Unwrap method)")
@@ -377,7 +381,15 @@ func (s *Server) serve(sc *serverConn) {
 	s.mu.Unlock()
 	defer s.serving.Done()
 
-	err := s.sr.Serve(sc.conn)
+	var err error
+	if sc.sse != nil {
+		// Registered first: the client POSTs its handshake as soon as
+		// the stream opens.
+		err = sc.sse.Open()
+	}
+	if err == nil {
+		err = s.sr.Serve(sc.conn)
+	}
 	// philippseith ends a session with a close message: let it (and
 	// whatever was queued before it) reach the client.
 	sc.conn.Flush(time.Second)
@@ -396,10 +408,16 @@ func (s *Server) register(sc *serverConn) {
 	if ok {
 		delete(s.accepting, sc.id)
 		s.conns[sc.id] = sc
+		if sc.info.instance != "" {
+			s.instances[sc.info.instance] = sc
+		}
 	}
 	s.mu.Unlock()
 	if ok {
 		s.record(sc)
+		if s.cluster != nil {
+			s.cluster.claim(sc)
+		}
 	}
 }
 
@@ -437,6 +455,9 @@ func (s *Server) drop(sc *serverConn) {
 	if s.conns[sc.id] == sc {
 		delete(s.conns, sc.id)
 	}
+	if s.instances[sc.info.instance] == sc {
+		delete(s.instances, sc.info.instance)
+	}
 	if sc.token != "" && s.sse[sc.token] == sc {
 		delete(s.sse, sc.token)
 	}
@@ -454,6 +475,9 @@ func (s *Server) drop(sc *serverConn) {
 	sc.peer.close(reason)
 	if sc.connected.IsZero() {
 		return // never recorded
+	}
+	if s.cluster != nil {
+		s.cluster.release(sc)
 	}
 	rec := sc.record
 	rec.IsConnected = false
@@ -494,26 +518,64 @@ func (s *Server) ConnectionIDs() []string {
 	return ids
 }
 
-// Post sends msg to one connection. Posts to a connection arrive in the
-// order they were made. Post returns once the message is queued; it waits
-// for room in a full queue until ctx ends.
+// Post sends msg to one connection, on this node or, with a Backplane,
+// wherever it is connected. Posts from one node to a connection arrive in
+// the order they were made. On this node Post returns once the message is
+// queued, waiting for room in a full queue until ctx ends; to another node
+// it returns once the message is published (at most once: see Backplane).
+// A connection nobody holds is ErrNotConnected.
 func (s *Server) Post(ctx context.Context, connectionID string, msg any) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
-	return s.deliv.toConnection(ctx, connectionID, wire.TargetPost, msg)
+	if sc := s.conn(connectionID); sc != nil {
+		return sc.peer.post(ctx, msg)
+	}
+	if s.cluster == nil {
+		return fmt.Errorf("%w: no connection %q", ErrNotConnected, connectionID)
+	}
+	return s.cluster.post(ctx, Location{ConnectionID: connectionID}, msg)
 }
 
-// PostAll sends msg to every connected client, encoded once. A client
-// whose queue is full is waited for (after the others are served, until
-// ctx ends) if it is draining, and dropped as a slow consumer if it has
-// stopped reading: one stuck client neither holds the broadcast nor grows
-// the server's memory.
+// PostToInstance sends msg to the client with the given instance
+// (X-Client-Instance) on its newest connection, wherever it is connected,
+// as Post does.
+func (s *Server) PostToInstance(ctx context.Context, instance string, msg any) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if sc := s.byInstance(instance); sc != nil {
+		return sc.peer.post(ctx, msg)
+	}
+	if s.cluster == nil {
+		return fmt.Errorf("%w: no client with instance %q", ErrNotConnected, instance)
+	}
+	return s.cluster.post(ctx, Location{Instance: instance}, msg)
+}
+
+// PostAll sends msg to every connected client, of every node with a
+// Backplane, encoded once. A client whose queue is full is waited for
+// (after the others are served, until ctx ends) if it is draining, and
+// dropped as a slow consumer if it has stopped reading: one stuck client
+// neither holds the broadcast nor grows the server's memory. Other nodes
+// deliver what they receive in the same way.
 func (s *Server) PostAll(ctx context.Context, msg any) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
-	return s.deliv.toAll(ctx, wire.TargetPost, msg)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w, err := wrapWith(s.h, msg)
+	if err != nil {
+		return err
+	}
+	if s.cluster != nil {
+		if err := s.cluster.broadcast(ctx, &w); err != nil {
+			return err
+		}
+	}
+	return s.broadcastLocal(ctx, &w)
 }
 
 func (s *Server) usable() error {
@@ -525,25 +587,54 @@ func (s *Server) usable() error {
 	return nil
 }
 
-// To returns the endpoint of one connected client, for Send.
+func (s *Server) byInstance(instance string) *serverConn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.instances[instance]
+}
+
+// To returns the endpoint of one connected client, for Send: on this node
+// or, with a Backplane, wherever it is connected (that node runs the
+// request and returns its answer).
 func (s *Server) To(connectionID string) Endpoint {
-	return serverEndpoint{s: s, id: connectionID}
+	return serverEndpoint{s: s, loc: Location{ConnectionID: connectionID}}
+}
+
+// ToInstance returns the endpoint of the client with the given instance,
+// on its newest connection, for Send.
+func (s *Server) ToInstance(instance string) Endpoint {
+	return serverEndpoint{s: s, loc: Location{Instance: instance}}
 }
 
 type serverEndpoint struct {
-	s  *Server
-	id string
+	s   *Server
+	loc Location
 }
 
-func (e serverEndpoint) peerFor() (*peer, error) {
+func (e serverEndpoint) requester() (requester, error) {
 	if err := e.s.usable(); err != nil {
 		return nil, err
 	}
-	sc := e.s.conn(e.id)
-	if sc == nil {
-		return nil, fmt.Errorf("%w: no connection %q", ErrNotConnected, e.id)
+	var sc *serverConn
+	if e.loc.ConnectionID != "" {
+		sc = e.s.conn(e.loc.ConnectionID)
+	} else {
+		sc = e.s.byInstance(e.loc.Instance)
 	}
-	return sc.peer, nil
+	if sc != nil {
+		return sc.peer, nil
+	}
+	if e.s.cluster == nil {
+		return nil, notConnected(e.loc)
+	}
+	return e.s.cluster.remote(e.loc), nil
+}
+
+func notConnected(l Location) error {
+	if l.ConnectionID != "" {
+		return fmt.Errorf("%w: no connection %q", ErrNotConnected, l.ConnectionID)
+	}
+	return fmt.Errorf("%w: no client with instance %q", ErrNotConnected, l.Instance)
 }
 
 // Shutdown stops the server gracefully: it refuses new connections, lets
@@ -581,6 +672,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stop()
 	s.serving.Wait()
 	s.nego.close()
+	if s.cluster != nil {
+		s.cluster.leave(ctx)
+	}
 	// Dropped connections queued their disconnect events: let them run
 	// (or cancel their contexts when ctx has ended).
 	if err := s.cfg.state.wait(ctx); err != nil && waitErr == nil {

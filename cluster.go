@@ -1,0 +1,409 @@
+package communication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/tharga/communication-go/internal/wire"
+)
+
+// The kinds of message one node sends another through the Backplane.
+const (
+	envBroadcast = "all"  // a post to every client of the receiving node
+	envPost      = "post" // a post to one connection or instance
+	envRequest   = "req"  // a request to one connection or instance
+	envReply     = "rep"  // the outcome of a request
+)
+
+// What a reply's Err says went wrong, for the requesting node to turn
+// back into the package's errors.
+const (
+	replyNotConnected   = "not_connected"
+	replyConnectionLost = "connection_lost"
+	replyTimeout        = "timeout"
+	replyRemote         = "remote"
+	replyTooLarge       = "too_large"
+	replyFailed         = "failed"
+)
+
+// envelope is one message between nodes, in MessagePack. A request
+// carries the encoded request (type and payload, as on the wire) and its
+// deadline; the node that holds the connection runs it as its own
+// request, so correlation, ordering and .NET matching stay where they are
+// on one node.
+type envelope struct {
+	Kind     string `msgpack:"k"`
+	From     string `msgpack:"f,omitempty"`
+	ID       uint64 `msgpack:"i,omitempty"`
+	Conn     string `msgpack:"c,omitempty"`
+	Instance string `msgpack:"n,omitempty"`
+	Type     string `msgpack:"t,omitempty"`
+	Payload  []byte `msgpack:"p,omitempty"`
+	RespName string `msgpack:"r,omitempty"`
+	Deadline int64  `msgpack:"d,omitempty"` // Unix milliseconds
+	Err      string `msgpack:"e,omitempty"`
+	Code     string `msgpack:"o,omitempty"`
+	Message  string `msgpack:"m,omitempty"`
+}
+
+// maxServedRemote bounds the requests from other nodes that this node runs
+// at once; past it they are answered with an error at once.
+const maxServedRemote = 10_000
+
+// cluster is a Server's part of a cluster: it routes what is not local
+// through the Backplane and runs what other nodes send.
+type cluster struct {
+	s      *Server
+	name   string
+	node   BackplaneNode
+	served *limiter
+
+	nextID  atomic.Uint64
+	mu      sync.Mutex
+	calls   map[uint64]*remoteCall
+	dropped atomic.Uint64 // messages for connections this node no longer holds
+}
+
+type remoteCall struct {
+	node string
+	ch   chan envelope
+}
+
+func (s *Server) joinCluster(b Backplane, name string) error {
+	if name == "" {
+		name = newConnectionID()
+	}
+	c := &cluster{s: s, name: name, served: newLimiter(maxServedRemote), calls: make(map[uint64]*remoteCall)}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.handshakeTimeout)
+	defer cancel()
+	node, err := b.Join(ctx, name, clusterHandler{c})
+	if err != nil {
+		return fmt.Errorf("communication: joining the cluster: %w", err)
+	}
+	c.node = node
+	s.cluster = c
+	return nil
+}
+
+func (c *cluster) publish(ctx context.Context, node string, e *envelope) error {
+	e.From = c.name
+	b, err := msgpack.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	return c.node.Publish(ctx, node, b)
+}
+
+// claim tells the cluster that this node holds a new connection.
+func (c *cluster) claim(sc *serverConn) {
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.cfg.handshakeTimeout)
+	defer cancel()
+	if err := c.node.Claim(ctx, c.location(sc)); err != nil {
+		c.s.log.Warn("communication: the cluster was not told of a connection", "connection", sc.id, "error", err)
+	}
+}
+
+func (c *cluster) release(sc *serverConn) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.s.ctx), c.s.cfg.handshakeTimeout)
+	defer cancel()
+	if err := c.node.Release(ctx, c.location(sc)); err != nil {
+		c.s.log.Warn("communication: the cluster was not told a connection ended", "connection", sc.id, "error", err)
+	}
+}
+
+func (c *cluster) location(sc *serverConn) Location {
+	inst := sc.record.Instance
+	return Location{Node: c.name, ConnectionID: sc.id, Instance: inst}
+}
+
+// locate finds the node holding l; a connection nobody holds (or that this
+// node held a moment ago) is ErrNotConnected.
+func (c *cluster) locate(ctx context.Context, l Location) (Location, error) {
+	found, ok, err := c.node.Locate(ctx, l.ConnectionID, l.Instance)
+	if err != nil {
+		return Location{}, fmt.Errorf("communication: locating the connection: %w", err)
+	}
+	if !ok || found.Node == c.name {
+		return Location{}, notConnected(l)
+	}
+	return found, nil
+}
+
+func (c *cluster) post(ctx context.Context, l Location, msg any) error {
+	w, err := wrapWith(c.s.h, msg)
+	if err != nil {
+		return err
+	}
+	at, err := c.locate(ctx, l)
+	if err != nil {
+		return err
+	}
+	return c.publish(ctx, at.Node, &envelope{Kind: envPost, Conn: at.ConnectionID, Type: w.Type, Payload: w.Payload})
+}
+
+func (c *cluster) broadcast(ctx context.Context, w *wire.Wrapper) error {
+	return c.publish(ctx, "", &envelope{Kind: envBroadcast, Type: w.Type, Payload: w.Payload})
+}
+
+// remote returns the requester for a client on another node.
+func (c *cluster) remote(l Location) requester { return remoteRequester{c: c, l: l} }
+
+type remoteRequester struct {
+	c *cluster
+	l Location
+}
+
+func (r remoteRequester) names() *Handlers { return r.c.s.h }
+
+// request publishes the request to the node that holds the connection and
+// waits for its reply. It fails at once when no node holds it, when that
+// node leaves or stops answering, and when this node loses its link.
+func (r remoteRequester) request(ctx context.Context, req any, respType reflect.Type) (wire.Wrapper, error) {
+	c := r.c
+	w, err := wrapWith(c.s.h, req)
+	if err != nil {
+		return wire.Wrapper{}, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.s.cfg.sendTimeout)
+		defer cancel()
+	}
+	at, err := c.locate(ctx, r.l)
+	if err != nil {
+		return wire.Wrapper{}, err
+	}
+	id := c.nextID.Add(1)
+	call := &remoteCall{node: at.Node, ch: make(chan envelope, 1)}
+	c.mu.Lock()
+	c.calls[id] = call
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.calls, id)
+		c.mu.Unlock()
+	}()
+	dl, _ := ctx.Deadline()
+	err = c.publish(ctx, at.Node, &envelope{
+		Kind: envRequest, ID: id, Conn: at.ConnectionID, Type: w.Type, Payload: w.Payload,
+		RespName: c.s.h.nameOf(respType), Deadline: dl.UnixMilli(),
+	})
+	if err != nil {
+		return wire.Wrapper{}, fmt.Errorf("%w: publishing the request: %w", ErrConnectionLost, err)
+	}
+	select {
+	case rep := <-call.ch:
+		return replyResult(w.Type, rep)
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return wire.Wrapper{}, &timeoutError{typ: w.Type, cause: ctx.Err()}
+		}
+		return wire.Wrapper{}, ctx.Err()
+	}
+}
+
+// replyResult turns a reply back into what a local request returns.
+func replyResult(typ string, rep envelope) (wire.Wrapper, error) {
+	switch rep.Err {
+	case "":
+		return wire.Wrapper{Type: rep.Type, Payload: rep.Payload}, nil
+	case replyNotConnected:
+		return wire.Wrapper{}, fmt.Errorf("%w: %s", ErrNotConnected, rep.Message)
+	case replyConnectionLost:
+		return wire.Wrapper{}, fmt.Errorf("%w: %s", ErrConnectionLost, rep.Message)
+	case replyTimeout:
+		return wire.Wrapper{}, &timeoutError{typ: typ, cause: context.DeadlineExceeded}
+	case replyRemote:
+		return wire.Wrapper{}, &RemoteError{Type: typ, Message: rep.Message, Code: rep.Code}
+	case replyTooLarge:
+		return wire.Wrapper{}, fmt.Errorf("%w: %s", ErrTooLarge, rep.Message)
+	}
+	return wire.Wrapper{}, fmt.Errorf("communication: the node holding the connection failed the request: %s", rep.Message)
+}
+
+// replyTo turns the outcome of a request run here for another node into
+// its reply.
+func replyTo(w wire.Wrapper, err error) envelope {
+	rep := envelope{Kind: envReply}
+	var re *RemoteError
+	switch {
+	case err == nil:
+		rep.Type, rep.Payload = w.Type, w.Payload
+		return rep
+	case errors.As(err, &re):
+		rep.Err, rep.Code, rep.Message = replyRemote, re.Code, re.Message
+		return rep
+	case errors.Is(err, ErrTimeout):
+		rep.Err = replyTimeout
+	case errors.Is(err, ErrNotConnected):
+		rep.Err = replyNotConnected
+	case errors.Is(err, ErrConnectionLost), errors.Is(err, ErrClosed):
+		rep.Err = replyConnectionLost
+	case errors.Is(err, ErrTooLarge):
+		rep.Err = replyTooLarge
+	default:
+		rep.Err = replyFailed
+	}
+	rep.Message = err.Error()
+	return rep
+}
+
+// serveRequest runs a request another node sent for a connection of this
+// node, and publishes the reply.
+func (c *cluster) serveRequest(e envelope) {
+	reply := func(rep envelope) {
+		rep.ID = e.ID
+		ctx, cancel := context.WithTimeout(c.s.ctx, c.s.cfg.writeTimeout)
+		defer cancel()
+		if err := c.publish(ctx, e.From, &rep); err != nil {
+			c.s.log.Debug("communication: reply to another node not sent", "node", e.From, "error", err)
+		}
+	}
+	sc := c.s.conn(e.Conn)
+	if sc == nil {
+		reply(replyTo(wire.Wrapper{}, notConnected(Location{ConnectionID: e.Conn})))
+		return
+	}
+	if ok, _ := c.served.tryAcquire(); !ok {
+		reply(envelope{Kind: envReply, Err: replyFailed, Message: "the node holding the connection has too many requests from other nodes in flight"})
+		return
+	}
+	go func() {
+		defer c.served.release()
+		ctx, cancel := context.WithDeadline(c.s.ctx, time.UnixMilli(e.Deadline))
+		defer cancel()
+		w, err := sc.peer.requestWrapper(ctx, wire.Wrapper{Type: e.Type, Payload: e.Payload}, e.RespName)
+		reply(replyTo(w, err))
+	}()
+}
+
+// deliver posts an encoded message that another node sent to a connection
+// of this node. It waits for room at most a write timeout: the inbox of
+// the node is behind it.
+func (c *cluster) deliver(e envelope) {
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.cfg.writeTimeout)
+	defer cancel()
+	w := wire.Wrapper{Type: e.Type, Payload: e.Payload}
+	if e.Kind == envBroadcast {
+		if err := c.s.broadcastLocal(ctx, &w); err != nil {
+			c.s.log.Debug("communication: broadcast from another node not delivered to all", "node", e.From, "error", err)
+		}
+		return
+	}
+	sc := c.s.conn(e.Conn)
+	if sc == nil {
+		n := c.dropped.Add(1)
+		c.s.log.Warn("communication: post from another node dropped: the connection is gone", "node", e.From, "connection", e.Conn, "dropped", n)
+		return
+	}
+	if err := sc.conn.Send(ctx, wire.TargetPost, &w); err != nil {
+		c.s.log.Warn("communication: post from another node not delivered", "node", e.From, "connection", e.Conn, "error", err)
+	}
+}
+
+// fail ends the requests this node waits on at node (every one when node
+// is ""), with err.
+func (c *cluster) fail(node string, err error) {
+	rep := envelope{Kind: envReply, Err: replyConnectionLost, Message: err.Error()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, call := range c.calls {
+		if node == "" || call.node == node {
+			select {
+			case call.ch <- rep:
+			default:
+			}
+		}
+	}
+}
+
+// leave ends the node's membership once its connections are gone.
+func (c *cluster) leave(ctx context.Context) {
+	c.fail("", errors.New("the server is shutting down"))
+	if err := c.node.Leave(context.WithoutCancel(ctx)); err != nil {
+		c.s.log.Warn("communication: leaving the cluster", "error", err)
+	}
+}
+
+// clusterHandler is the node's BackplaneHandler.
+type clusterHandler struct{ c *cluster }
+
+func (h clusterHandler) Receive(msg []byte) {
+	c := h.c
+	var e envelope
+	if err := msgpack.Unmarshal(msg, &e); err != nil {
+		c.s.log.Warn("communication: malformed message from the cluster dropped", "error", err)
+		return
+	}
+	if e.From == c.name {
+		return // our own broadcast: delivered here already
+	}
+	switch e.Kind {
+	case envBroadcast, envPost:
+		c.deliver(e)
+	case envRequest:
+		c.serveRequest(e)
+	case envReply:
+		c.mu.Lock()
+		call := c.calls[e.ID]
+		c.mu.Unlock()
+		if call != nil {
+			select {
+			case call.ch <- e:
+			default:
+			}
+		}
+	default:
+		c.s.log.Warn("communication: unknown message from the cluster dropped", "kind", e.Kind, "node", e.From)
+	}
+}
+
+// NodeLeft fails the requests waiting on the node, and, on the one node
+// given its orphans, marks their records disconnected: once across the
+// cluster.
+func (h clusterHandler) NodeLeft(node string, orphans []Location) {
+	c := h.c
+	c.fail(node, fmt.Errorf("the node %s holding the connection left the cluster", node))
+	if len(orphans) > 0 {
+		c.s.log.Info("communication: a node left; marking its clients disconnected", "node", node, "clients", len(orphans))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.s.ctx), c.s.cfg.handshakeTimeout)
+	defer cancel()
+	now := time.Now().UTC()
+	for _, o := range orphans {
+		rec, ok, err := c.s.cfg.state.record(ctx, o.ConnectionID)
+		if err != nil || !ok || !rec.IsConnected {
+			continue
+		}
+		rec.IsConnected = false
+		rec.DisconnectTime = now
+		c.s.cfg.state.disconnect(ctx, rec)
+	}
+}
+
+func (h clusterHandler) LinkLost(err error) {
+	h.c.s.log.Warn("communication: lost the link to the cluster", "error", err)
+	h.c.fail("", fmt.Errorf("lost the link to the cluster: %w", err))
+}
+
+// LinkRestored claims this node's connections again.
+func (h clusterHandler) LinkRestored() {
+	c := h.c
+	c.s.mu.RLock()
+	conns := make([]*serverConn, 0, len(c.s.conns))
+	for _, sc := range c.s.conns {
+		conns = append(conns, sc)
+	}
+	c.s.mu.RUnlock()
+	c.s.log.Info("communication: the link to the cluster is back; claiming connections again", "connections", len(conns))
+	for _, sc := range conns {
+		c.claim(sc)
+	}
+}

@@ -1,0 +1,188 @@
+package communication_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	communication "github.com/tharga/communication-go"
+)
+
+// clusterClient is a client of one node of a test cluster, with what it
+// received.
+type clusterClient struct {
+	*communication.Client
+	node  int
+	notes chan Note
+}
+
+// newCluster starts n nodes on one backplane and clientsPer clients on
+// each; every client answers Echo with its node and instance.
+func newCluster(t *testing.T, bp communication.Backplane, n, clientsPer int, opts ...communication.ServerOption) ([]*testServer, []*clusterClient) {
+	t.Helper()
+	var nodes []*testServer
+	var clients []*clusterClient
+	for i := range n {
+		o := append([]communication.ServerOption{communication.WithBackplane(bp), communication.WithNodeName(fmt.Sprintf("node-%d", i))}, opts...)
+		ts := newServer(t, o...)
+		nodes = append(nodes, ts)
+		for range clientsPer {
+			cc := &clusterClient{node: i, notes: make(chan Note, 100)}
+			h := communication.NewHandlers()
+			require.NoError(t, communication.HandlePost(h, communication.PostHandlerFunc[Note](func(_ context.Context, m Note) error {
+				cc.notes <- m
+				return nil
+			})))
+			require.NoError(t, communication.HandleSend(h, communication.SendHandlerFunc[Echo, EchoBack](func(_ context.Context, e Echo) (EchoBack, error) {
+				return EchoBack{N: e.N*10 + cc.node}, nil
+			})))
+			cc.Client = startClient(t, ts, communication.WithHandlers(h), communication.WithClientInstance(uuid.NewString()))
+			clients = append(clients, cc)
+		}
+	}
+	return nodes, clients
+}
+
+func recvNote(t *testing.T, ch chan Note, what string) Note {
+	t.Helper()
+	select {
+	case n := <-ch:
+		return n
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %s", what)
+		return Note{}
+	}
+}
+
+// testCluster runs the cross-node behaviour on a backplane.
+func testCluster(t *testing.T, bp communication.Backplane) {
+	nodes, clients := newCluster(t, bp, 3, 2)
+	ctx := ctxT(t, 30*time.Second)
+
+	t.Run("broadcast reaches every client of every node once", func(t *testing.T) {
+		require.NoError(t, nodes[0].PostAll(ctx, Note{Text: "to all"}))
+		for _, c := range clients {
+			require.Equal(t, "to all", recvNote(t, c.notes, "broadcast").Text)
+		}
+		require.NoError(t, nodes[2].PostAll(ctx, Note{Text: "again"}))
+		for _, c := range clients {
+			require.Equal(t, "again", recvNote(t, c.notes, "second broadcast").Text)
+			select {
+			case n := <-c.notes:
+				t.Fatalf("a client got a broadcast twice: %+v", n)
+			default:
+			}
+		}
+	})
+
+	t.Run("post and request to a client on another node", func(t *testing.T) {
+		target := clients[5] // on node 2
+		require.NoError(t, nodes[0].Post(ctx, target.ConnectionID(), Note{Text: "by id"}))
+		require.Equal(t, "by id", recvNote(t, target.notes, "post by id").Text)
+		require.NoError(t, nodes[1].PostToInstance(ctx, target.Instance(), Note{Text: "by instance"}))
+		require.Equal(t, "by instance", recvNote(t, target.notes, "post by instance").Text)
+
+		got, err := communication.Send[EchoBack](ctx, nodes[0].To(target.ConnectionID()), Echo{N: 7})
+		require.NoError(t, err)
+		require.Equal(t, 72, got.N, "answered by the client on node 2")
+		got, err = communication.Send[EchoBack](ctx, nodes[1].ToInstance(target.Instance()), Echo{N: 8})
+		require.NoError(t, err)
+		require.Equal(t, 82, got.N)
+	})
+
+	t.Run("posts from one node to one connection keep their order", func(t *testing.T) {
+		target := clients[3] // on node 1
+		for i := range 200 {
+			require.NoError(t, nodes[0].Post(ctx, target.ConnectionID(), Note{Text: fmt.Sprint(i)}))
+		}
+		for i := range 200 {
+			require.Equal(t, fmt.Sprint(i), recvNote(t, target.notes, "ordered post").Text)
+		}
+	})
+
+	t.Run("nobody holds the connection", func(t *testing.T) {
+		err := nodes[0].Post(ctx, "no-such-connection", Note{})
+		require.ErrorIs(t, err, communication.ErrNotConnected)
+		_, err = communication.Send[EchoBack](ctx, nodes[0].ToInstance(uuid.NewString()), Echo{})
+		require.ErrorIs(t, err, communication.ErrNotConnected)
+	})
+
+	t.Run("1,000 cross-node requests in flight", func(t *testing.T) {
+		var wg sync.WaitGroup
+		var bad atomic.Int64
+		for i := range 1000 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				from := nodes[i%3]
+				to := clients[(i+2)%6]
+				if to.node == i%3 {
+					to = clients[(i+3)%6]
+				}
+				got, err := communication.Send[EchoBack](ctx, from.To(to.ConnectionID()), Echo{N: i})
+				if err != nil || got.N != i*10+to.node {
+					bad.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		require.Zero(t, bad.Load(), "requests failed or mismatched")
+	})
+}
+
+func TestClusterInMemory(t *testing.T) {
+	testCluster(t, communication.NewMemoryBackplane())
+}
+
+// TestClusterFailsFast: a request to a client on another node fails at
+// once, not at its timeout, when the client leaves or its node shuts down.
+func TestClusterFailsFast(t *testing.T) {
+	bp := communication.NewMemoryBackplane()
+	nodes, _ := newCluster(t, bp, 2, 0)
+	entered := make(chan struct{}, 4)
+	h := communication.NewHandlers()
+	require.NoError(t, communication.HandleSend(h, communication.SendHandlerFunc[Hang, HangBack](func(ctx context.Context, _ Hang) (HangBack, error) {
+		entered <- struct{}{}
+		<-ctx.Done()
+		return HangBack{}, ctx.Err()
+	})))
+	c := startClient(t, nodes[1], communication.WithHandlers(h), communication.WithReconnectDelays(time.Hour))
+
+	// The client leaves while the request waits.
+	done := make(chan error, 1)
+	go func() {
+		_, err := communication.Send[HangBack](ctxT(t, time.Minute), nodes[0].To(c.ConnectionID()), Hang{})
+		done <- err
+	}()
+	<-entered
+	nodes[1].killConnections()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, communication.ErrConnectionLost)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request waited for its timeout after its client left")
+	}
+
+	// The node holding the client shuts down while the request waits.
+	c2 := startClient(t, nodes[1], communication.WithHandlers(h))
+	go func() {
+		_, err := communication.Send[HangBack](ctxT(t, time.Minute), nodes[0].To(c2.ConnectionID()), Hang{})
+		done <- err
+	}()
+	<-entered
+	require.NoError(t, nodes[1].Close())
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, communication.ErrConnectionLost)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request waited for its timeout after its node shut down")
+	}
+	err := nodes[0].Post(ctxT(t, 5*time.Second), c2.ConnectionID(), Note{})
+	require.ErrorIs(t, err, communication.ErrNotConnected, "the node's connections are forgotten")
+}
