@@ -156,6 +156,10 @@ type clientTracker interface {
 	records(ctx context.Context) ([]ClientRecord, error)
 	record(ctx context.Context, connectionID string) (ClientRecord, bool, error)
 	setLogger(*slog.Logger)
+	// reassert stores the record of a live connection again where the
+	// repository lost it or took it for gone (a Redis restart, a node
+	// taken for dead during a partition). It fires no event.
+	reassert(ctx context.Context, rec ClientRecord)
 	// wait returns once every event queued so far has run, or when ctx
 	// ends: then the events still running or queued see their context
 	// cancelled, and wait returns ctx's error.
@@ -196,6 +200,30 @@ func (s *ClientState[T]) connect(ctx context.Context, rec ClientRecord) {
 	// Queued while the key is held, so that the next transition's event
 	// comes after this one.
 	s.queueEvent(ctx, k, s.onConnect, c)
+}
+
+func (s *ClientState[T]) reassert(ctx context.Context, rec ClientRecord) {
+	key := rec.Key()
+	k := s.keys.lock(key)
+	defer s.keys.unlock(k)
+	old, ok, err := s.repo.GetByKey(ctx, key)
+	if err != nil {
+		s.log.Warn("communication: client repository failed", "op", "get", "error", err)
+		return
+	}
+	switch {
+	case ok && old.ConnectionID == rec.ConnectionID && old.IsConnected:
+		return // as it should be
+	case ok && old.ConnectionID != rec.ConnectionID && old.ConnectTime.After(rec.ConnectTime):
+		return // a newer connection of the client holds the record
+	}
+	c := ClientEntry[T]{ClientRecord: rec}
+	if ok {
+		c.Data = old.Data
+	}
+	if err := s.repo.Upsert(ctx, c); err != nil {
+		s.log.Warn("communication: client repository failed", "op", "upsert", "connection", rec.ConnectionID, "error", err)
+	}
 }
 
 // disconnect updates the record of a connection that ended and queues its

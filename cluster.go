@@ -393,7 +393,8 @@ func (h clusterHandler) LinkLost(err error) {
 	h.c.fail("", fmt.Errorf("lost the link to the cluster: %w", err))
 }
 
-// LinkRestored claims this node's connections again.
+// LinkRestored claims this node's connections again, and stores their
+// records again where the repository lost them.
 func (h clusterHandler) LinkRestored() {
 	c := h.c
 	c.s.mu.RLock()
@@ -403,7 +404,12 @@ func (h clusterHandler) LinkRestored() {
 	}
 	c.s.mu.RUnlock()
 	c.s.log.Info("communication: the link to the cluster is back; claiming connections again", "connections", len(conns))
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.cfg.handshakeTimeout)
+	defer cancel()
 	for _, sc := range conns {
 		c.claim(sc)
+		// A shared repository may have lost the record, or another node
+		// may have marked it disconnected meanwhile.
+		c.s.cfg.state.reassert(ctx, sc.record)
 	}
 }

@@ -1,0 +1,464 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	communication "github.com/tharga/communication-go"
+)
+
+// Backplane is a communication.Backplane over Redis: messages travel by
+// Redis pub/sub (one channel per node and one for all), the directory of
+// connections is kept in Redis keys, and each node proves it is alive
+// with a key that expires unless it is renewed. When a node stops
+// renewing it (it crashed or lost Redis), the first surviving node to
+// notice takes its connections (orphans: their clients are reported
+// disconnected once) and tells the others, which fail the requests they
+// had in flight to it.
+//
+// Delivery is at most once, as with ASP.NET SignalR's Redis backplane:
+// what is published while a node is cut off from Redis is lost; the
+// nodes log it. Messages from one node to another keep their order.
+type Backplane struct {
+	rdb goredis.UniversalClient
+	cfg backplaneConfig
+}
+
+var _ communication.Backplane = (*Backplane)(nil)
+
+// Defaults of a Backplane.
+const (
+	DefaultPrefix      = "tharga"
+	DefaultHeartbeat   = time.Second
+	DefaultNodeTimeout = 5 * time.Second
+)
+
+type backplaneConfig struct {
+	prefix      string
+	heartbeat   time.Duration
+	nodeTimeout time.Duration
+	log         *slog.Logger
+}
+
+// BackplaneOption configures a Backplane.
+type BackplaneOption func(*backplaneConfig)
+
+// WithPrefix sets the prefix of every Redis key and channel, so that
+// several clusters share one Redis. Default: "tharga".
+func WithPrefix(p string) BackplaneOption { return func(c *backplaneConfig) { c.prefix = p } }
+
+// WithHeartbeat sets how often a node renews its liveness and looks for
+// nodes that stopped. Default: 1s.
+func WithHeartbeat(d time.Duration) BackplaneOption {
+	return func(c *backplaneConfig) { c.heartbeat = d }
+}
+
+// WithNodeTimeout sets how long a node may go without renewing its
+// liveness before the others take it for dead: the bound on how long a
+// request to a client of a crashed node waits. It must exceed the
+// heartbeat. Default: 5s.
+func WithNodeTimeout(d time.Duration) BackplaneOption {
+	return func(c *backplaneConfig) { c.nodeTimeout = d }
+}
+
+// WithLogger sets the logger. Default: silent.
+func WithLogger(l *slog.Logger) BackplaneOption {
+	return func(c *backplaneConfig) { c.log = l }
+}
+
+// NewBackplane returns a Backplane over the Redis that rdb reaches.
+func NewBackplane(rdb goredis.UniversalClient, opts ...BackplaneOption) (*Backplane, error) {
+	cfg := backplaneConfig{
+		prefix:      DefaultPrefix,
+		heartbeat:   DefaultHeartbeat,
+		nodeTimeout: DefaultNodeTimeout,
+		log:         slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var errs []error
+	if rdb == nil {
+		errs = append(errs, errors.New("a Redis client is required"))
+	}
+	if cfg.heartbeat <= 0 {
+		errs = append(errs, fmt.Errorf("heartbeat must be positive, got %v", cfg.heartbeat))
+	}
+	if cfg.nodeTimeout <= cfg.heartbeat {
+		errs = append(errs, fmt.Errorf("node timeout (%v) must exceed the heartbeat (%v)", cfg.nodeTimeout, cfg.heartbeat))
+	}
+	if cfg.log == nil {
+		cfg.log = slog.New(slog.DiscardHandler)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("redis: invalid backplane options: %w", err)
+	}
+	return &Backplane{rdb: rdb, cfg: cfg}, nil
+}
+
+// The first byte of what travels on a channel.
+const (
+	frameMessage  = 'm' // a node's message, for BackplaneHandler.Receive
+	frameNodeLeft = 'l' // a node left; the rest is its name
+)
+
+// keys names the Redis keys and channels of a cluster.
+type keys struct{ p string }
+
+func (k keys) all() string               { return k.p + ":all" }
+func (k keys) node(n string) string      { return k.p + ":node:" + n }
+func (k keys) alive(n string) string     { return k.p + ":alive:" + n }
+func (k keys) nodes() string             { return k.p + ":nodes" }
+func (k keys) held(n string) string      { return k.p + ":held:" + n }
+func (k keys) conn(id string) string     { return k.p + ":conn:" + id }
+func (k keys) instance(i string) string  { return k.p + ":instance:" + i }
+func location(node, other string) string { return node + "\x00" + other }
+func splitLocation(v string) (string, string) {
+	node, other, _ := strings.Cut(v, "\x00")
+	return node, other
+}
+
+// Join implements communication.Backplane. The node's name must not be in
+// use by a live node.
+func (b *Backplane) Join(ctx context.Context, name string, h communication.BackplaneHandler) (communication.BackplaneNode, error) {
+	k := keys{b.cfg.prefix}
+	ok, err := b.rdb.SetNX(ctx, k.alive(name), time.Now().UnixMilli(), b.cfg.nodeTimeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: joining as %q: %w", name, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("redis: a live node is already named %q", name)
+	}
+	if err := b.rdb.ZAdd(ctx, k.nodes(), goredis.Z{Score: float64(time.Now().UnixMilli()), Member: name}).Err(); err != nil {
+		return nil, fmt.Errorf("redis: joining as %q: %w", name, err)
+	}
+	ps := b.rdb.Subscribe(ctx, k.all(), k.node(name))
+	// Wait for both subscriptions: from here on nothing sent to the node
+	// is missed.
+	for range 2 {
+		if _, err := ps.Receive(ctx); err != nil {
+			_ = ps.Close()
+			return nil, fmt.Errorf("redis: subscribing as %q: %w", name, err)
+		}
+	}
+	life, stop := context.WithCancel(context.Background())
+	n := &node{
+		b: b, k: k, name: name, h: h, ps: ps,
+		life: life, stop: stop,
+		inbox: make(chan func(), 1024),
+	}
+	n.wg.Add(3)
+	go n.receive()
+	go n.deliver()
+	go n.heartbeat()
+	return n, nil
+}
+
+// node is one Server's membership.
+type node struct {
+	b    *Backplane
+	k    keys
+	name string
+	h    communication.BackplaneHandler
+	ps   *goredis.PubSub
+
+	life context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	// inbox hands the handler's calls, in order, to one goroutine, so
+	// that a slow delivery does not stop the subscription being read.
+	inbox chan func()
+
+	mu        sync.Mutex
+	lost      bool // the link is down
+	leaveOnce sync.Once
+}
+
+func (n *node) Publish(ctx context.Context, to string, msg []byte) error {
+	ch := n.k.all()
+	if to != "" {
+		ch = n.k.node(to)
+	}
+	frame := make([]byte, 0, len(msg)+1)
+	frame = append(append(frame, frameMessage), msg...)
+	got, err := n.b.rdb.Publish(ctx, ch, frame).Result()
+	if err != nil {
+		return fmt.Errorf("redis: publishing: %w", err)
+	}
+	if to != "" && got == 0 {
+		return fmt.Errorf("%w: %q", communication.ErrNoSuchNode, to)
+	}
+	return nil
+}
+
+// claimScript records a connection: its location, the node's set of held
+// connections, and the instance's newest connection.
+var claimScript = goredis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4]) end
+return 1`)
+
+func (n *node) Claim(ctx context.Context, c communication.Location) error {
+	err := claimScript.Run(ctx, n.b.rdb,
+		[]string{n.k.conn(c.ConnectionID), n.k.held(n.name), n.k.instance(c.Instance)},
+		location(n.name, c.Instance), c.ConnectionID, c.Instance, location(n.name, c.ConnectionID)).Err()
+	if err != nil {
+		return fmt.Errorf("redis: claiming %s: %w", c.ConnectionID, err)
+	}
+	return nil
+}
+
+// releaseScript forgets a connection a node held, leaving alone what
+// another node has claimed since.
+var releaseScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('HDEL', KEYS[2], ARGV[2])
+if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+return 1`)
+
+func (n *node) Release(ctx context.Context, c communication.Location) error {
+	err := releaseScript.Run(ctx, n.b.rdb,
+		[]string{n.k.conn(c.ConnectionID), n.k.held(n.name), n.k.instance(c.Instance)},
+		location(n.name, c.Instance), c.ConnectionID, location(n.name, c.ConnectionID)).Err()
+	if err != nil {
+		return fmt.Errorf("redis: releasing %s: %w", c.ConnectionID, err)
+	}
+	return nil
+}
+
+// Locate implements communication.BackplaneNode. A connection held by a
+// node that is no longer alive is not found.
+func (n *node) Locate(ctx context.Context, connectionID, instance string) (communication.Location, bool, error) {
+	var v string
+	var err error
+	if connectionID != "" {
+		v, err = n.b.rdb.Get(ctx, n.k.conn(connectionID)).Result()
+	} else {
+		v, err = n.b.rdb.Get(ctx, n.k.instance(instance)).Result()
+	}
+	if errors.Is(err, goredis.Nil) {
+		return communication.Location{}, false, nil
+	}
+	if err != nil {
+		return communication.Location{}, false, fmt.Errorf("redis: locating: %w", err)
+	}
+	l := communication.Location{ConnectionID: connectionID, Instance: instance}
+	if connectionID != "" {
+		l.Node, l.Instance = splitLocation(v)
+	} else {
+		l.Node, l.ConnectionID = splitLocation(v)
+	}
+	alive, err := n.b.rdb.Exists(ctx, n.k.alive(l.Node)).Result()
+	if err != nil {
+		return communication.Location{}, false, fmt.Errorf("redis: locating: %w", err)
+	}
+	return l, alive == 1, nil
+}
+
+// Leave implements communication.BackplaneNode: the node stops, forgets
+// what it held and tells the others.
+func (n *node) Leave(ctx context.Context) error {
+	var err error
+	n.leaveOnce.Do(func() {
+		n.stop()
+		_ = n.ps.Close()
+		n.wg.Wait()
+		orphans, e := n.forget(ctx, n.name)
+		if e == nil && len(orphans) > 0 {
+			n.b.cfg.log.Warn("redis: a leaving node still held connections", "node", n.name, "connections", len(orphans))
+		}
+		err = errors.Join(e,
+			n.b.rdb.Del(ctx, n.k.alive(n.name)).Err(),
+			n.b.rdb.ZRem(ctx, n.k.nodes(), n.name).Err(),
+			n.b.rdb.Publish(ctx, n.k.all(), string(frameNodeLeft)+n.name).Err())
+	})
+	if err != nil {
+		return fmt.Errorf("redis: leaving: %w", err)
+	}
+	return nil
+}
+
+// forget removes what a node held from the directory and returns it.
+func (n *node) forget(ctx context.Context, name string) ([]communication.Location, error) {
+	held, err := n.b.rdb.HGetAll(ctx, n.k.held(name)).Result()
+	if err != nil {
+		return nil, err
+	}
+	orphans := make([]communication.Location, 0, len(held))
+	for conn, inst := range held {
+		l := communication.Location{Node: name, ConnectionID: conn, Instance: inst}
+		if err := releaseScript.Run(ctx, n.b.rdb,
+			[]string{n.k.conn(conn), n.k.held(name), n.k.instance(inst)},
+			location(name, inst), conn, location(name, conn)).Err(); err != nil {
+			return orphans, err
+		}
+		orphans = append(orphans, l)
+	}
+	return orphans, n.b.rdb.Del(ctx, n.k.held(name)).Err()
+}
+
+// handle queues a call of the handler, in order.
+func (n *node) handle(f func()) {
+	select {
+	case n.inbox <- f:
+	case <-n.life.Done():
+	}
+}
+
+func (n *node) deliver() {
+	defer n.wg.Done()
+	for {
+		select {
+		case f := <-n.inbox:
+			f()
+		case <-n.life.Done():
+			return
+		}
+	}
+}
+
+// setLost records the state of the link and reports the change to the
+// handler once.
+func (n *node) setLost(lost bool, err error) {
+	n.mu.Lock()
+	changed := n.lost != lost
+	n.lost = lost
+	n.mu.Unlock()
+	if !changed {
+		return
+	}
+	if lost {
+		n.b.cfg.log.Warn("redis: lost the link to Redis", "node", n.name, "error", err)
+		n.handle(func() { n.h.LinkLost(err) })
+	} else {
+		n.b.cfg.log.Info("redis: the link to Redis is back", "node", n.name)
+		n.handle(n.h.LinkRestored)
+	}
+}
+
+// receive reads the node's subscriptions. go-redis reconnects and
+// subscribes again after an error; the subscription confirmations that
+// follow tell that the link is back.
+func (n *node) receive() {
+	defer n.wg.Done()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		msg, err := n.ps.Receive(n.life)
+		if n.life.Err() != nil {
+			return
+		}
+		if err != nil {
+			n.setLost(true, err)
+			retry.Reset(n.b.cfg.heartbeat / 4)
+			select {
+			case <-retry.C:
+			case <-n.life.Done():
+				return
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *goredis.Subscription:
+			n.setLost(false, nil)
+		case *goredis.Message:
+			n.frame(m.Payload)
+		}
+	}
+}
+
+func (n *node) frame(p string) {
+	if p == "" {
+		return
+	}
+	switch p[0] {
+	case frameMessage:
+		b := []byte(p[1:])
+		n.handle(func() { n.h.Receive(b) })
+	case frameNodeLeft:
+		name := p[1:]
+		if name == n.name {
+			// The others took this node for dead: it is not. Claim
+			// its connections again.
+			n.handle(n.h.LinkRestored)
+			return
+		}
+		n.handle(func() { n.h.NodeLeft(name, nil) })
+	}
+}
+
+// heartbeat renews the node's liveness and takes over nodes that stopped.
+func (n *node) heartbeat() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.b.cfg.heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-n.life.Done():
+			return
+		}
+		ctx, cancel := context.WithTimeout(n.life, n.b.cfg.heartbeat)
+		err := n.beat(ctx)
+		if err == nil {
+			err = n.reap(ctx)
+		}
+		cancel()
+		if n.life.Err() != nil {
+			return
+		}
+		if err != nil {
+			n.setLost(true, err)
+		}
+	}
+}
+
+func (n *node) beat(ctx context.Context) error {
+	now := time.Now()
+	_, err := n.b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Set(ctx, n.k.alive(n.name), now.UnixMilli(), n.b.cfg.nodeTimeout)
+		p.ZAdd(ctx, n.k.nodes(), goredis.Z{Score: float64(now.UnixMilli()), Member: n.name})
+		return nil
+	})
+	return err
+}
+
+// reap takes over the nodes whose liveness expired: the one node whose
+// ZREM removes a dead node reports its connections as orphans, once.
+func (n *node) reap(ctx context.Context) error {
+	cutoff := time.Now().Add(-n.b.cfg.nodeTimeout).UnixMilli()
+	dead, err := n.b.rdb.ZRangeByScore(ctx, n.k.nodes(), &goredis.ZRangeBy{Min: "-inf", Max: fmt.Sprint(cutoff)}).Result()
+	if err != nil {
+		return err
+	}
+	for _, d := range dead {
+		if d == n.name {
+			continue
+		}
+		if alive, err := n.b.rdb.Exists(ctx, n.k.alive(d)).Result(); err != nil || alive == 1 {
+			continue
+		}
+		won, err := n.b.rdb.ZRem(ctx, n.k.nodes(), d).Result()
+		if err != nil || won == 0 {
+			continue
+		}
+		orphans, err := n.forget(ctx, d)
+		if err != nil {
+			n.b.cfg.log.Warn("redis: taking over a dead node's connections", "node", d, "error", err)
+		}
+		n.b.cfg.log.Warn("redis: a node stopped answering; its connections are gone", "node", d, "connections", len(orphans))
+		n.handle(func() { n.h.NodeLeft(d, orphans) })
+		if err := n.b.rdb.Publish(ctx, n.k.all(), string(frameNodeLeft)+d).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,263 @@
+package redis_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	communication "github.com/tharga/communication-go"
+	"github.com/tharga/communication-go/redis"
+	"github.com/tharga/communication-go/redis/internal/redistest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+type (
+	Note     struct{ Text string }
+	Echo     struct{ N int }
+	EchoBack struct{ N int }
+	Hang     struct{}
+	HangBack struct{}
+)
+
+// node is one Server of a test cluster, with its own Redis client and
+// listener, so that a test can cut either.
+type node struct {
+	*communication.Server
+	rdb  *goredis.Client
+	http *httptest.Server
+	name string
+}
+
+type fleetClient struct {
+	*communication.Client
+	node  int
+	notes chan Note
+	hang  chan struct{}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newNode(t *testing.T, addr, name string, opts ...communication.ServerOption) *node {
+	t.Helper()
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	bp, err := redis.NewBackplane(rdb, redis.WithHeartbeat(100*time.Millisecond), redis.WithNodeTimeout(600*time.Millisecond))
+	require.NoError(t, err)
+	opts = append([]communication.ServerOption{communication.WithBackplane(bp), communication.WithNodeName(name)}, opts...)
+	srv, err := communication.AddServer(opts...)
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	srv.Mount(mux)
+	hs := httptest.NewServer(mux)
+	n := &node{Server: srv, rdb: rdb, http: hs, name: name}
+	t.Cleanup(func() {
+		_ = srv.Close()
+		hs.CloseClientConnections()
+		hs.Close()
+		_ = rdb.Close()
+	})
+	return n
+}
+
+func connect(t *testing.T, n *node, i int) *fleetClient {
+	t.Helper()
+	fc := &fleetClient{node: i, notes: make(chan Note, 1000), hang: make(chan struct{}, 10)}
+	h := communication.NewHandlers()
+	require.NoError(t, communication.HandlePost(h, communication.PostHandlerFunc[Note](func(_ context.Context, m Note) error {
+		fc.notes <- m
+		return nil
+	})))
+	require.NoError(t, communication.HandleSend(h, communication.SendHandlerFunc[Echo, EchoBack](func(_ context.Context, e Echo) (EchoBack, error) {
+		return EchoBack{N: e.N*10 + fc.node}, nil
+	})))
+	require.NoError(t, communication.HandleSend(h, communication.SendHandlerFunc[Hang, HangBack](func(ctx context.Context, _ Hang) (HangBack, error) {
+		fc.hang <- struct{}{}
+		<-ctx.Done()
+		return HangBack{}, ctx.Err()
+	})))
+	c, err := communication.AddClient(communication.WithServerAddress(n.http.URL), communication.WithHandlers(h),
+		communication.WithClientInstance(uuid.NewString()), communication.WithReconnectDelays(0, 50*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
+	fc.Client = c
+	return fc
+}
+
+func recv(t *testing.T, ch chan Note, what string) Note {
+	t.Helper()
+	select {
+	case n := <-ch:
+		return n
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %s", what)
+		return Note{}
+	}
+}
+
+// located waits until a post to the client through n finds it: the
+// connection is claimed once the handshake is read, a moment after Start
+// returns on the client.
+func located(t *testing.T, n *node, c *fleetClient) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		return n.Post(context.Background(), c.ConnectionID(), Note{Text: "ping"}) == nil
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, "ping", recv(t, c.notes, "located ping").Text)
+}
+
+func TestRedisCluster(t *testing.T) {
+	rs := redistest.Start(t)
+	var nodes []*node
+	var clients []*fleetClient
+	for i := range 3 {
+		n := newNode(t, rs.Addr, fmt.Sprintf("node-%d", i))
+		nodes = append(nodes, n)
+		for range 2 {
+			clients = append(clients, connect(t, n, i))
+		}
+	}
+	for _, c := range clients {
+		located(t, nodes[(c.node+1)%3], c)
+	}
+	ctx := ctxT(t, time.Minute)
+
+	t.Run("broadcast reaches every client of 3 nodes exactly once", func(t *testing.T) {
+		require.NoError(t, nodes[0].PostAll(ctx, Note{Text: "to all"}))
+		for _, c := range clients {
+			require.Equal(t, "to all", recv(t, c.notes, "broadcast").Text)
+		}
+		require.NoError(t, nodes[1].PostAll(ctx, Note{Text: "second"}))
+		for _, c := range clients {
+			require.Equal(t, "second", recv(t, c.notes, "second broadcast").Text)
+			select {
+			case n := <-c.notes:
+				t.Fatalf("a broadcast arrived twice: %+v", n)
+			default:
+			}
+		}
+	})
+
+	t.Run("post and request across nodes, by id and by instance", func(t *testing.T) {
+		target := clients[4] // node 2
+		require.NoError(t, nodes[0].Post(ctx, target.ConnectionID(), Note{Text: "by id"}))
+		require.Equal(t, "by id", recv(t, target.notes, "post by id").Text)
+		require.NoError(t, nodes[1].PostToInstance(ctx, target.Instance(), Note{Text: "by instance"}))
+		require.Equal(t, "by instance", recv(t, target.notes, "post by instance").Text)
+		got, err := communication.Send[EchoBack](ctx, nodes[0].To(target.ConnectionID()), Echo{N: 3})
+		require.NoError(t, err)
+		require.Equal(t, 32, got.N)
+		got, err = communication.Send[EchoBack](ctx, nodes[1].ToInstance(target.Instance()), Echo{N: 4})
+		require.NoError(t, err)
+		require.Equal(t, 42, got.N)
+		_, err = communication.Send[EchoBack](ctx, nodes[1].To("nobody"), Echo{})
+		require.ErrorIs(t, err, communication.ErrNotConnected)
+	})
+
+	t.Run("posts from one node to one connection keep their order", func(t *testing.T) {
+		target := clients[2] // node 1
+		for i := range 300 {
+			require.NoError(t, nodes[2].Post(ctx, target.ConnectionID(), Note{Text: fmt.Sprint(i)}))
+		}
+		for i := range 300 {
+			require.Equal(t, fmt.Sprint(i), recv(t, target.notes, "ordered post").Text)
+		}
+	})
+
+	t.Run("1,000 cross-node requests in flight", func(t *testing.T) {
+		var wg sync.WaitGroup
+		var bad atomic.Int64
+		for i := range 1000 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				from := i % 3
+				to := clients[(2*from+2+i%2)%6] // a client of the next node
+				got, err := communication.Send[EchoBack](ctx, nodes[from].To(to.ConnectionID()), Echo{N: i})
+				if err != nil || got.N != i*10+to.node {
+					bad.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		require.Zero(t, bad.Load())
+	})
+}
+
+// TestRedisNodeDies: a request pending on a node that dies (it stops
+// answering and stops renewing its liveness) fails within the node
+// timeout, and the node's clients reconnect to the survivors.
+func TestRedisNodeDies(t *testing.T) {
+	rs := redistest.Start(t)
+	a := newNode(t, rs.Addr, "a")
+	b := newNode(t, rs.Addr, "b")
+	c := connect(t, b, 1)
+	located(t, a, c)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := communication.Send[HangBack](ctxT(t, time.Minute), a.To(c.ConnectionID()), Hang{})
+		done <- err
+	}()
+	<-c.hang
+	// b dies: its link to Redis and its clients' connections are cut at
+	// once, with no goodbye.
+	require.NoError(t, b.rdb.Close())
+	b.http.CloseClientConnections()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, communication.ErrConnectionLost)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request outlived its node by far more than the node timeout")
+	}
+	_, err := communication.Send[EchoBack](ctxT(t, 5*time.Second), a.To(c.ConnectionID()), Echo{})
+	require.ErrorIs(t, err, communication.ErrNotConnected, "the dead node's connections are forgotten")
+}
+
+// TestRedisRestart: Redis killed and started again, empty: requests in
+// flight between nodes fail, and once the link is back the nodes claim
+// their connections again and traffic crosses nodes as before.
+func TestRedisRestart(t *testing.T) {
+	rs := redistest.Start(t)
+	a := newNode(t, rs.Addr, "a")
+	b := newNode(t, rs.Addr, "b")
+	c := connect(t, b, 1)
+	located(t, a, c)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := communication.Send[HangBack](ctxT(t, time.Minute), a.To(c.ConnectionID()), Hang{})
+		done <- err
+	}()
+	<-c.hang
+	rs.Kill()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, communication.ErrConnectionLost)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a request in flight outlived the link")
+	}
+	rs.Restart()
+	located(t, a, c)
+	got, err := communication.Send[EchoBack](ctxT(t, 10*time.Second), a.To(c.ConnectionID()), Echo{N: 5})
+	require.NoError(t, err)
+	require.Equal(t, 51, got.N)
+	require.NoError(t, a.PostAll(ctxT(t, 5*time.Second), Note{Text: "after restart"}))
+	require.Equal(t, "after restart", recv(t, c.notes, "broadcast after restart").Text)
+}
