@@ -251,20 +251,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 // readFailed ends the connection over a failed read. A write that times
-// out closes the socket under the reader too: when a write is in progress,
-// the writer names the reason (a slow consumer) rather than the reader's
-// "use of closed network connection".
+// out closes the socket under the reader too: when a write has been stuck
+// for half the write timeout, the reason is the slow consumer, not the
+// reader's "use of closed network connection".
 func (c *Conn) readFailed(err error) {
-	c.mu.Lock()
-	writing := !c.writeAt.IsZero()
-	c.mu.Unlock()
-	if writing {
-		t := time.NewTimer(c.writeTimeout())
-		select {
-		case <-c.done:
-		case <-t.C:
-		}
-		t.Stop()
+	if c.Stalled(c.writeTimeout() / 2) {
+		err = fmt.Errorf("%w: a write did not complete in %v (%w)", ErrStalled, c.writeTimeout(), err)
 	}
 	c.Close(err)
 }
