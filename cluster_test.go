@@ -3,6 +3,8 @@ package communication_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -185,4 +187,25 @@ func TestClusterFailsFast(t *testing.T) {
 	}
 	err := nodes[0].Post(ctxT(t, 5*time.Second), c2.ConnectionID(), Note{})
 	require.ErrorIs(t, err, communication.ErrNotConnected, "the node's connections are forgotten")
+}
+
+// TestNegotiateOnAnotherNode: negotiations are per node; a transport
+// request that reaches another node than its negotiate is refused with a
+// message that says why (sticky sessions).
+func TestNegotiateOnAnotherNode(t *testing.T) {
+	bp := communication.NewMemoryBackplane()
+	nodes, _ := newCluster(t, bp, 2, 0)
+	_, _, token := negotiate(t, nodes[0], nil)
+	req, err := http.NewRequestWithContext(ctxT(t, 5*time.Second), http.MethodGet, nodes[1].URL+nodes[1].Pattern()+"?id="+token, nil)
+	require.NoError(t, err)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	require.Contains(t, string(body), "sticky sessions")
 }
