@@ -56,6 +56,8 @@ type Server struct {
 	sse       map[string]*serverConn // server-sent-events sessions, by token
 	closed    bool
 	serving   sync.WaitGroup // connections being served
+
+	subs serverSubscriptions // see subscription.go
 }
 
 // serverConn is one connected client.
@@ -399,6 +401,7 @@ func (s *Server) register(sc *serverConn) {
 	}
 	s.mu.Unlock()
 	if ok {
+		s.subscriptionState().joined(sc)
 		s.record(sc)
 	}
 }
@@ -580,6 +583,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// each client a close message and our connections close behind it.
 	s.stop()
 	s.serving.Wait()
+	s.subscriptionState().shutdown()
 	s.nego.close()
 	// Dropped connections queued their disconnect events: let them run
 	// (or cancel their contexts when ctx has ended).
