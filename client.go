@@ -89,6 +89,8 @@ type Client struct {
 	firstErr  chan error    // the first attempt's refusal, for Start
 	lastErr   error         // why the last attempt failed
 	peers     []*peer       // peers whose handlers may still run
+
+	subs clientSubscriptions // see subscription_client.go
 }
 
 // AddClient builds a Client. Call Start to connect.
@@ -152,6 +154,10 @@ func AddClient(opts ...ClientOption) (*Client, error) {
 	c.events = serial.New(256, func(v any) {
 		c.log.Error("communication: state handler panicked", "panic", v, "stack", string(debug.Stack()))
 	})
+	if err := c.handleSubscriptions(); err != nil {
+		stop()
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -376,6 +382,7 @@ func (c *Client) session() error {
 		c.cur = nil
 	}
 	c.mu.Unlock()
+	c.subs.disconnected(c, p.id)
 	p.close(fmt.Errorf("%w: %v", ErrConnectionLost, cause))
 	if established {
 		return fmt.Errorf("%w: %v", errSessionEstablished, cause)
@@ -515,6 +522,7 @@ func (c *Client) established(cp *clientPeer) {
 		return
 	}
 	c.cur = cp.peer
+	c.subs.connected(cp.id)
 	c.setStateLocked(StateChange{State: Connected, ConnectionID: cp.id})
 	first := c.connected
 	c.mu.Unlock()

@@ -59,6 +59,20 @@
 // order, so requests to it that could be answered with the same type are
 // sent one at a time. A late answer is always dropped.
 //
+// # Subscriptions
+//
+// A server-side consumer (a dashboard page) tells the clients what it
+// wants with [Subscribe], for a message type and optionally some keys
+// (entity ids); producers check [HasSubscribers] or post with
+// [Client.PostIfSubscribed] and skip work nobody would see. Subscriptions
+// are counted per topic/key and clients are told only of the 0↔1
+// transitions, in order, with the .NET contract
+// Tharga.Communication.Contract.SubscriptionStateChanged, so .NET and
+// JavaScript clients follow them too; a client that connects gets the
+// active set at once. A subscription is a hint, not a filter: posts reach
+// the server's handlers either way. Counts are per process (see
+// [Server.Subscriptions]).
+//
 // # Timeouts and cancellation
 //
 // Every blocking call takes a context. A request waits until its context's

@@ -83,3 +83,61 @@ func ExampleRemoteError() {
 	fmt.Println(errors.As(err, &re), errors.Is(err, communication.ErrUnknownType))
 	// Output: true true
 }
+
+type FarmReport struct {
+	Farm  string
+	Yield int
+}
+
+// A dashboard on the server shows one farm while its page is open; the
+// agent that produces the reports posts only while somebody looks.
+func ExampleSubscribe() {
+	srv, _ := communication.AddServer()
+	reports := make(chan FarmReport, 1)
+	_ = communication.HandlePost(srv.Handlers(), communication.PostHandlerFunc[FarmReport](
+		func(ctx context.Context, r FarmReport) error {
+			reports <- r
+			return nil
+		}))
+	mux := http.NewServeMux()
+	srv.Mount(mux)
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	defer srv.Close()
+
+	changes := make(chan communication.SubscriptionChange, 10)
+	agent, _ := communication.AddClient(communication.WithServerAddress(hs.URL),
+		communication.WithSubscriptionHandler(func(c communication.SubscriptionChange) { changes <- c }))
+	defer agent.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := agent.Start(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Server: the page subscribes to farm 7 for as long as it is open.
+	page, closePage := context.WithCancel(ctx)
+	defer closePage()
+	if _, err := communication.Subscribe[FarmReport](page, srv, "7"); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	// Agent: told at once; it posts farm 7's report and skips farm 8's.
+	c := <-changes
+	fmt.Println(c.Key, c.HasSubscribers)
+	sent, err := agent.PostIfSubscribed(ctx, FarmReport{Farm: "7", Yield: 42}, "7")
+	fmt.Println(sent, err, (<-reports).Yield)
+	sent, err = agent.PostIfSubscribed(ctx, FarmReport{Farm: "8", Yield: 3}, "8")
+	fmt.Println(sent, err)
+
+	closePage()
+	c = <-changes
+	fmt.Println(c.Key, c.HasSubscribers, communication.HasSubscribers[FarmReport](agent, "7"))
+	// Output:
+	// 7 true
+	// true <nil> 42
+	// false <nil>
+	// 7 false false
+}

@@ -246,6 +246,7 @@ type clientConfig struct {
 	httpClient      *http.Client
 	headers         http.Header
 	onState         func(StateChange)
+	onSubscription  func(SubscriptionChange)
 	identity        identity
 }
 

@@ -58,6 +58,8 @@ type Server struct {
 	sse       map[string]*serverConn // server-sent-events sessions, by token
 	closed    bool
 	serving   sync.WaitGroup // connections being served
+
+	subs serverSubscriptions // see subscription.go
 }
 
 // serverConn is one connected client.
@@ -414,6 +416,7 @@ func (s *Server) register(sc *serverConn) {
 	}
 	s.mu.Unlock()
 	if ok {
+		s.subscriptionState().joined(sc)
 		s.record(sc)
 		if s.cluster != nil {
 			s.cluster.claim(sc)
@@ -671,6 +674,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// each client a close message and our connections close behind it.
 	s.stop()
 	s.serving.Wait()
+	s.subscriptionState().shutdown()
 	s.nego.close()
 	if s.cluster != nil {
 		s.cluster.leave(ctx)
