@@ -157,8 +157,10 @@ func AddClient(opts ...ClientOption) (*Client, error) {
 // Handlers returns the client's own handler set, to register into.
 func (c *Client) Handlers() *Handlers { return c.h }
 
-// Instance returns the client's instance id (X-Client-Instance): new per
-// process, the same across reconnects.
+// Instance returns the client's instance id (X-Client-Instance): the one
+// set with WithClientInstance, or else a new UUID of this Client, the same
+// across its reconnects. Every Client has its own, so that several Clients
+// of one process keep separate records on the server.
 func (c *Client) Instance() string { return c.cfg.identity.instance }
 
 // Start connects. It returns once connected; with ctx's error (and why the
