@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -64,8 +66,29 @@ type StateChange struct {
 	Err error
 }
 
-// DefaultReconnectDelays are the waits between connection attempts.
+// DefaultReconnectDelays are the waits between connection attempts: the
+// first retry at once, then after 2s, 10s and every 30s. Each non-zero
+// delay is jittered (see WithReconnectJitter, DefaultReconnectJitter), so
+// that a fleet of clients cut off at the same moment does not come back
+// in lockstep.
 var DefaultReconnectDelays = []time.Duration{0, 2 * time.Second, 10 * time.Second, 30 * time.Second}
+
+// DefaultReconnectJitter is the default jitter of the reconnect delays:
+// each non-zero delay d is drawn uniformly from [d/2, 3d/2].
+const DefaultReconnectJitter = 0.5
+
+// jittered returns d spread uniformly over [d(1-f), d(1+f)], using rnd
+// (a source of uniform values in [0, 1)). A zero delay stays zero.
+func jittered(d time.Duration, f float64, rnd func() float64) time.Duration {
+	if d <= 0 || f == 0 {
+		return d
+	}
+	v := float64(d) * (1 - f + 2*f*rnd())
+	if v >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(v)
+}
 
 // Client is a connection to a server that keeps itself up: it connects on
 // Start, reconnects along its delays whenever the connection drops, and
@@ -96,6 +119,7 @@ func AddClient(opts ...ClientOption) (*Client, error) {
 		common:          defaultCommon(),
 		pattern:         "hub",
 		reconnectDelays: DefaultReconnectDelays,
+		reconnectJitter: DefaultReconnectJitter,
 		protocol:        JSON,
 		httpClient:      http.DefaultClient,
 	}
@@ -120,6 +144,9 @@ func AddClient(opts ...ClientOption) (*Client, error) {
 			errs = append(errs, fmt.Errorf("reconnect delays must not be negative, got %v", d))
 			break
 		}
+	}
+	if f := cfg.reconnectJitter; !(f >= 0 && f <= 1) {
+		errs = append(errs, fmt.Errorf("reconnect jitter must be between 0 and 1, got %v", f))
 	}
 	if cfg.protocol != JSON && cfg.protocol != MessagePack {
 		errs = append(errs, fmt.Errorf("unknown protocol %d", cfg.protocol))
@@ -299,7 +326,7 @@ func (c *Client) run() {
 			c.mu.Unlock()
 			return
 		}
-		delay := c.cfg.reconnectDelays[min(attempt, len(c.cfg.reconnectDelays)-1)]
+		delay := jittered(c.cfg.reconnectDelays[min(attempt, len(c.cfg.reconnectDelays)-1)], c.cfg.reconnectJitter, rand.Float64)
 		attempt++
 		c.mu.Lock()
 		next := Reconnecting
