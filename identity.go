@@ -111,10 +111,11 @@ func WithClientInstance(id string) ClientOption {
 	return clientOption(func(c *clientConfig) { c.identity.instance = id })
 }
 
-// WithRetryUnauthorized sets whether the client keeps trying, along its
-// reconnect delays, after the server refused its key. Default: true (a key
-// may be added on the server later); false stops the client in the
-// Disconnected state with ErrUnauthorized.
+// WithRetryUnauthorized sets whether a started client keeps trying, along
+// its reconnect delays, when the server refuses its key on a reconnect.
+// Default: true (a key may be restored on the server later); false stops
+// the client in the Disconnected state with ErrUnauthorized. Start itself
+// fails at once with ErrUnauthorized either way, leaving nothing running.
 func WithRetryUnauthorized(retry bool) ClientOption {
 	return clientOption(func(c *clientConfig) {
 		c.identity.retryUnauthorized = retry
