@@ -73,12 +73,34 @@ var errAlreadyStarted = errors.New("communication: client already started")
 // first retry at once, then after 2s, 10s and every 30s. Each non-zero
 // delay is jittered (see WithReconnectJitter, DefaultReconnectJitter), so
 // that a fleet of clients cut off at the same moment does not come back
-// in lockstep.
+// in lockstep. The delays start again from the first only after a
+// connection stayed up for a while (see WithReconnectDelays).
 var DefaultReconnectDelays = []time.Duration{0, 2 * time.Second, 10 * time.Second, 30 * time.Second}
 
 // DefaultReconnectJitter is the default jitter of the reconnect delays:
 // each non-zero delay d is drawn uniformly from [d/2, 3d/2].
 const DefaultReconnectJitter = 0.5
+
+// minStableSession is how long, at least, a connection must stay up for
+// the reconnect delays to start again from the first. A server that
+// accepts the handshake and then drops the connection at once (as a .NET
+// Tharga server does for a key it refuses) must not make its clients
+// reconnect in a tight loop. The threshold is the longer of this and the
+// first non-zero reconnect delay; see stableAfter.
+const minStableSession = 5 * time.Second
+
+// stableAfter is how long a connection must have lasted for the delays to
+// start again from the first: the longer of minStableSession and the
+// first non-zero delay. A connection that lasts less than the wait the
+// backoff already imposes does not prove the server has recovered.
+func stableAfter(delays []time.Duration) time.Duration {
+	for _, d := range delays {
+		if d > 0 {
+			return max(minStableSession, d)
+		}
+	}
+	return minStableSession
+}
 
 // jittered returns d spread uniformly over [d(1-f), d(1+f)], using rnd
 // (a source of uniform values in [0, 1)). A zero delay stays zero.
@@ -105,14 +127,15 @@ func jittered(d time.Duration, f float64, rnd func() float64) time.Duration {
 // Disconnected, the state handler learns why, and Start may be called
 // again. Close stops everything the client started.
 type Client struct {
-	cfg       clientConfig
-	h         *Handlers
-	log       *slog.Logger
-	hubURL    *url.URL
-	ctx       context.Context // the client's lifetime, ended by Close
-	stop      context.CancelCauseFunc
-	events    *serial.Queue
-	closeDone chan struct{} // closed when Close has finished
+	cfg         clientConfig
+	h           *Handlers
+	log         *slog.Logger
+	hubURL      *url.URL
+	stableAfter time.Duration
+	ctx         context.Context // the client's lifetime, ended by Close
+	stop        context.CancelCauseFunc
+	events      *serial.Queue
+	closeDone   chan struct{} // closed when Close has finished
 
 	mu      sync.Mutex
 	state   State
@@ -194,14 +217,15 @@ func AddClient(opts ...ClientOption) (*Client, error) {
 	hubURL.Path = strings.TrimSuffix(hubURL.Path, "/") + "/" + strings.TrimPrefix(cfg.pattern, "/")
 	ctx, stop := context.WithCancelCause(context.Background())
 	c := &Client{
-		cfg:       cfg,
-		h:         h,
-		log:       cfg.logger,
-		hubURL:    &hubURL,
-		ctx:       ctx,
-		stop:      stop,
-		closeDone: make(chan struct{}),
-		state:     Disconnected,
+		cfg:         cfg,
+		h:           h,
+		log:         cfg.logger,
+		hubURL:      &hubURL,
+		stableAfter: stableAfter(cfg.reconnectDelays),
+		ctx:         ctx,
+		stop:        stop,
+		closeDone:   make(chan struct{}),
+		state:       Disconnected,
 	}
 	c.events = serial.New(256, func(v any) {
 		c.log.Error("communication: state handler panicked", "panic", v, "stack", string(debug.Stack()))
@@ -376,12 +400,12 @@ func (c *Client) loop(ctx context.Context, r *runState) {
 	defer close(r.done)
 	attempt := 0
 	for {
-		established, err := c.session(ctx, r)
+		stable, err := c.session(ctx, r)
 		if ctx.Err() != nil {
 			c.finish(r, context.Cause(ctx))
 			return
 		}
-		if established {
+		if stable {
 			attempt = 0
 		}
 		connected := r.isConnected()
@@ -439,8 +463,9 @@ func (c *Client) finish(r *runState, why error) {
 }
 
 // session makes one connection and serves it until it ends or ctx ends.
-// It reports whether the connection was established, and why it ended.
-func (c *Client) session(ctx context.Context, r *runState) (established bool, err error) {
+// It reports whether the connection stayed up long enough to count as
+// stable (see stableAfter), and why it ended.
+func (c *Client) session(ctx context.Context, r *runState) (stable bool, err error) {
 	conn, p, err := c.dial(ctx, r)
 	if err != nil {
 		return false, err
@@ -463,6 +488,7 @@ func (c *Client) session(ctx context.Context, r *runState) (established bool, er
 	sr.Start()
 	handshake := time.NewTimer(c.cfg.handshakeTimeout)
 	defer handshake.Stop()
+	established := false
 	for !established {
 		select {
 		case <-p.ready:
@@ -496,7 +522,7 @@ func (c *Client) session(ctx context.Context, r *runState) (established bool, er
 	lost := fmt.Errorf("%w: %w", ErrConnectionLost, cause)
 	c.endPeer(p, lost)
 	if established {
-		return true, nil
+		return time.Since(p.readyAt) >= c.stableAfter, nil
 	}
 	return false, cause
 }
@@ -614,7 +640,8 @@ func (c *Client) dial(life context.Context, r *runState) (*transport.Conn, *clie
 // clientPeer is a peer with a signal for its handshake.
 type clientPeer struct {
 	*peer
-	ready chan struct{} // closed once the connection is established
+	ready   chan struct{} // closed once the connection is established
+	readyAt time.Time     // when; written before ready is closed
 }
 
 // established makes a connection whose handshake went through current.
@@ -627,6 +654,7 @@ func (c *Client) established(ctx context.Context, r *runState, cp *clientPeer) {
 	c.cur = cp.peer
 	c.setStateLocked(StateChange{State: Connected, ConnectionID: cp.id})
 	c.mu.Unlock()
+	cp.readyAt = time.Now()
 	close(cp.ready)
 	r.connectOnce.Do(func() { close(r.connected) })
 }

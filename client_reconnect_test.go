@@ -1,15 +1,93 @@
 package communication_test
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
 	communication "github.com/tharga/communication-go"
 )
+
+// handshakeOK is a server's answer to a good handshake.
+const handshakeOK = "{}\x1e"
+
+// hostileServer speaks just enough SignalR to let a client connect: it
+// answers negotiate, accepts the WebSocket, reads the handshake, answers
+// it, then does what its script says and closes the connection.
+type hostileServer struct {
+	URL string
+	// conns receives the time of each WebSocket accepted, before the
+	// handshake is answered.
+	conns chan time.Time
+}
+
+// newHostileServer answers each handshake with answer (one WebSocket
+// message), then runs script; the connection is closed when script
+// returns. A nil script closes at once.
+func newHostileServer(t *testing.T, answer string, script func(ctx context.Context, ws *websocket.Conn)) *hostileServer {
+	t.Helper()
+	hs := &hostileServer{conns: make(chan time.Time, 1000)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /hub/negotiate", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"connectionId":"x","connectionToken":"t","negotiateVersion":1,` +
+			`"availableTransports":[{"transport":"WebSockets","transferFormats":["Text","Binary"]}]}`))
+	})
+	mux.HandleFunc("GET /hub", func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		hs.conns <- time.Now()
+		_, data, err := ws.Read(r.Context())
+		if err != nil || string(data) != `{"protocol":"json","version":1}`+"\x1e" {
+			return
+		}
+		if err := ws.Write(r.Context(), websocket.MessageText, []byte(answer)); err != nil {
+			return
+		}
+		if script != nil {
+			script(r.Context(), ws)
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	hs.URL = srv.URL
+	return hs
+}
+
+// next returns the time of the next connection.
+func (hs *hostileServer) next(t *testing.T) time.Time {
+	t.Helper()
+	select {
+	case at := <-hs.conns:
+		return at
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection")
+		return time.Time{}
+	}
+}
+
+// hostileClient builds a client of hs; it is closed when the test ends.
+func hostileClient(t *testing.T, hs *hostileServer, opts ...communication.ClientOption) *communication.Client {
+	t.Helper()
+	c, err := communication.AddClient(append([]communication.ClientOption{
+		communication.WithServerAddress(hs.URL),
+		communication.WithLogger(testLogger(t)),
+	}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, c.Close()) })
+	return c
+}
 
 // TestReconnectJitterOption: the jitter must be between 0 and 1.
 func TestReconnectJitterOption(t *testing.T) {
@@ -40,4 +118,81 @@ func TestJitteredDelay(t *testing.T) {
 	require.Less(t, lo, 11*d/20, "not spread down to d/2")
 	require.Greater(t, hi, 29*d/20, "not spread up to 3d/2")
 	require.Equal(t, time.Duration(math.MaxInt64), communication.JitteredDelay(time.Duration(math.MaxInt64), 1, func() float64 { return 0.99 }))
+}
+
+// TestShortConnectionsBackOff: a server that completes the handshake and
+// then drops the connection at once (a .NET Tharga server refusing a key)
+// must be retried along the growing delays, not at the first (zero) delay
+// over and over.
+func TestShortConnectionsBackOff(t *testing.T) {
+	delays := []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}
+	for _, jitter := range []float64{0, 0.5} {
+		t.Run(map[float64]string{0: "no jitter", 0.5: "jitter"}[jitter], func(t *testing.T) {
+			hs := newHostileServer(t, handshakeOK, nil)
+			c := hostileClient(t, hs,
+				communication.WithReconnectDelays(delays...),
+				communication.WithReconnectJitter(jitter))
+			require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
+			prev := hs.next(t)
+			// The first drop is retried after delays[0], the next after
+			// delays[1], and so on: each gap between two connections is at
+			// least the smallest value of its jittered delay.
+			for i, d := range delays {
+				at := hs.next(t)
+				minimum := time.Duration(float64(d) * (1 - jitter))
+				require.GreaterOrEqual(t, at.Sub(prev), minimum, "gap %d after a short connection", i)
+				prev = at
+			}
+		})
+	}
+}
+
+// TestStableConnectionResetsDelays: once a connection has stayed up for a
+// while, a drop is retried from the first delay again.
+func TestStableConnectionResetsDelays(t *testing.T) {
+	srv, err := communication.AddServer(communication.WithLogger(testLogger(t)))
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	srv.Mount(mux)
+	var requests atomic.Int32
+	ts := serveTest(t, srv, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The first two attempts fail, so the client is past its first
+		// two delays when it connects: without a reset, its next wait
+		// would be the hour.
+		if requests.Add(1) <= 2 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
+	states := make(chan communication.StateChange, 64)
+	c := newClient(t, ts,
+		// Fresh TCP connections: the kill below must not leave a dead
+		// keep-alive connection for the reconnect to fail on.
+		communication.WithHTTPClient(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}),
+		communication.WithReconnectDelays(0, 10*time.Millisecond, time.Hour),
+		communication.WithStateHandler(func(sc communication.StateChange) { states <- sc }))
+	require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
+	waitConnected(t, ts, c.ConnectionID())
+	for sc := range states {
+		if sc.State == communication.Connected {
+			break
+		}
+	}
+
+	// Keep the connection up for as long as it takes to count as stable:
+	// the stimulus of this test, not a wait for something to happen.
+	<-time.After(communication.StableAfter(c) + 100*time.Millisecond)
+	ts.killConnections()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case sc := <-states:
+			if sc.State == communication.Connected {
+				return // retried at the first delay, not after an hour
+			}
+		case <-deadline:
+			t.Fatal("not reconnected: the delays did not start again after a stable connection")
+		}
+	}
 }

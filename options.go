@@ -251,8 +251,12 @@ func WithClientPattern(pattern string) ClientOption {
 // WithReconnectDelays sets the waits between connection attempts: the
 // first delay before the first retry, the next before the one after, and
 // so on; the last delay repeats, so the client never gives up until it is
-// closed. Each non-zero delay is jittered (WithReconnectJitter). Default:
-// 0s, 2s, 10s, 30s (DefaultReconnectDelays).
+// closed. Each non-zero delay is jittered (WithReconnectJitter). The
+// delays start again from the first only after a connection that stayed
+// up for the longer of 5s and the first non-zero delay: a server that
+// drops every connection soon after the handshake is retried along the
+// growing delays, not in a tight loop. Default: 0s, 2s, 10s, 30s
+// (DefaultReconnectDelays).
 func WithReconnectDelays(delays ...time.Duration) ClientOption {
 	return clientOption(func(c *clientConfig) { c.reconnectDelays = delays })
 }
