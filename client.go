@@ -62,7 +62,11 @@ type StateChange struct {
 	State State
 	// ConnectionID is the new connection's id when State is Connected.
 	ConnectionID string
-	// Err is why the previous connection or attempt ended, if it failed.
+	// Err is why the previous connection or attempt ended, or why the
+	// client stopped. A connection that dropped gives an error that wraps
+	// ErrConnectionLost and the connection's close reason. Err is nil
+	// when the state changes for no failure: Connecting on Start,
+	// Connected, and Disconnected after Close.
 	Err error
 }
 
@@ -522,7 +526,7 @@ func (c *Client) session(ctx context.Context, r *runState) (stable bool, err err
 	lost := fmt.Errorf("%w: %w", ErrConnectionLost, cause)
 	c.endPeer(p, lost)
 	if established {
-		return time.Since(p.readyAt) >= c.stableAfter, nil
+		return time.Since(p.readyAt) >= c.stableAfter, lost
 	}
 	return false, cause
 }

@@ -129,9 +129,11 @@ func TestShortConnectionsBackOff(t *testing.T) {
 	for _, jitter := range []float64{0, 0.5} {
 		t.Run(map[float64]string{0: "no jitter", 0.5: "jitter"}[jitter], func(t *testing.T) {
 			hs := newHostileServer(t, handshakeOK, nil)
+			states := make(chan communication.StateChange, 1000)
 			c := hostileClient(t, hs,
 				communication.WithReconnectDelays(delays...),
-				communication.WithReconnectJitter(jitter))
+				communication.WithReconnectJitter(jitter),
+				communication.WithStateHandler(func(sc communication.StateChange) { states <- sc }))
 			require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
 			prev := hs.next(t)
 			// The first drop is retried after delays[0], the next after
@@ -142,6 +144,13 @@ func TestShortConnectionsBackOff(t *testing.T) {
 				minimum := time.Duration(float64(d) * (1 - jitter))
 				require.GreaterOrEqual(t, at.Sub(prev), minimum, "gap %d after a short connection", i)
 				prev = at
+			}
+			// Each drop says why.
+			for sc := range states {
+				if sc.State == communication.Reconnecting {
+					require.ErrorIs(t, sc.Err, communication.ErrConnectionLost)
+					break
+				}
 			}
 		})
 	}
@@ -194,5 +203,28 @@ func TestStableConnectionResetsDelays(t *testing.T) {
 		case <-deadline:
 			t.Fatal("not reconnected: the delays did not start again after a stable connection")
 		}
+	}
+}
+
+// TestDropSaysWhy: a connection that drops is reported with its cause,
+// wrapped in ErrConnectionLost.
+func TestDropSaysWhy(t *testing.T) {
+	for name, drop := range map[string]func(*testServer){
+		"connections cut":  func(ts *testServer) { ts.killConnections() },
+		"server shut down": func(ts *testServer) { require.NoError(t, ts.Server.Close()) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ts := newServer(t)
+			states := make(chan communication.StateChange, 64)
+			c := newClient(t, ts, communication.WithStateHandler(func(sc communication.StateChange) { states <- sc }))
+			require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
+			require.Equal(t, communication.Connecting, (<-states).State)
+			require.Equal(t, communication.Connected, (<-states).State)
+			drop(ts)
+			sc := <-states
+			require.Equal(t, communication.Reconnecting, sc.State)
+			require.ErrorIs(t, sc.Err, communication.ErrConnectionLost)
+			require.NotEqual(t, communication.ErrConnectionLost.Error(), sc.Err.Error(), "the cause is missing")
+		})
 	}
 }
