@@ -64,11 +64,18 @@ type StateChange struct {
 	ConnectionID string
 	// Err is why the previous connection or attempt ended, or why the
 	// client stopped. A connection that dropped gives an error that wraps
-	// ErrConnectionLost and the connection's close reason. Err is nil
+	// ErrConnectionLost and the connection's close reason; a server that
+	// closed it and disallowed reconnecting, ErrClosedByServer. Err is nil
 	// when the state changes for no failure: Connecting on Start,
 	// Connected, and Disconnected after Close.
 	Err error
 }
+
+// ErrClosedByServer reports a connection the server ended with a SignalR
+// close message that disallowed reconnecting (what a server does when it
+// cannot serve the client any longer). The client stops: it does not
+// reconnect. The error's text carries the server's message.
+var ErrClosedByServer = errors.New("communication: closed by the server")
 
 // errAlreadyStarted reports a Start while the client is started.
 var errAlreadyStarted = errors.New("communication: client already started")
@@ -126,8 +133,9 @@ func jittered(d time.Duration, f float64, rnd func() float64) time.Duration {
 // itself connected, reconnecting along its delays whenever the connection
 // drops, until Close; or it returns an error and leaves nothing running
 // (the client is Disconnected and may be started again). After Start
-// succeeded the client stops by itself only when the server refuses its
-// key on a reconnect with WithRetryUnauthorized(false): it is then
+// succeeded the client stops by itself only when the server closes the
+// connection and disallows reconnecting (ErrClosedByServer), or refuses
+// its key on a reconnect with WithRetryUnauthorized(false): it is then
 // Disconnected, the state handler learns why, and Start may be called
 // again. Close stops everything the client started.
 type Client struct {
@@ -255,7 +263,8 @@ func (c *Client) Instance() string { return c.cfg.identity.instance }
 //     says why the last attempt failed;
 //   - the server refuses the client: ErrUnauthorized for its key (whatever
 //     WithRetryUnauthorized says), the server's reason for a refused
-//     handshake (an unsupported protocol);
+//     handshake (an unsupported protocol), ErrClosedByServer for a close
+//     message that disallows reconnecting;
 //   - the client is closed (ErrClosed), or already started.
 //
 // After a failed attempt to connect, the client is Disconnected and Start
@@ -301,6 +310,8 @@ func (c *Client) Start(ctx context.Context) error {
 		<-r.done
 	}
 	if r.isConnected() {
+		// It connected, then the server closed it for good: Start did
+		// connect; the state handler learns the rest.
 		return nil
 	}
 	c.drainPeers(ErrNotConnected)
@@ -444,6 +455,8 @@ func (c *Client) loop(ctx context.Context, r *runState) {
 // connection every refusal is final, so that Start reports it at once.
 func (c *Client) final(err error, connected bool) bool {
 	switch {
+	case errors.Is(err, ErrClosedByServer):
+		return true
 	case errors.Is(err, ErrUnauthorized):
 		return !connected || !c.cfg.identity.retryUnauthorized
 	case errors.Is(err, transport.ErrHandshake):
@@ -470,12 +483,13 @@ func (c *Client) finish(r *runState, why error) {
 // It reports whether the connection stayed up long enough to count as
 // stable (see stableAfter), and why it ended.
 func (c *Client) session(ctx context.Context, r *runState) (stable bool, err error) {
-	conn, p, err := c.dial(ctx, r)
+	conn, p, err := c.dial(ctx)
 	if err != nil {
 		return false, err
 	}
+	sc := &sessionConn{Conn: conn, ready: func() { c.established(ctx, r, p) }}
 	sr, err := signalr.NewClient(ctx,
-		signalr.WithConnection(conn),
+		signalr.WithConnection(sc),
 		signalr.TransferFormat(transferFormat(c.cfg.protocol)),
 		signalr.KeepAliveInterval(c.cfg.keepAlive),
 		signalr.TimeoutInterval(c.cfg.timeout),
@@ -525,7 +539,14 @@ func (c *Client) session(ctx context.Context, r *runState) (stable bool, err err
 	cause := conn.Err()
 	lost := fmt.Errorf("%w: %w", ErrConnectionLost, cause)
 	c.endPeer(p, lost)
-	if established {
+	var closed *transport.ClosedByPeerError
+	switch {
+	case errors.As(cause, &closed) && !closed.AllowReconnect:
+		if closed.Message == "" {
+			return false, fmt.Errorf("%w (reconnect not allowed)", ErrClosedByServer)
+		}
+		return false, fmt.Errorf("%w (reconnect not allowed): %s", ErrClosedByServer, closed.Message)
+	case established:
 		return time.Since(p.readyAt) >= c.stableAfter, lost
 	}
 	return false, cause
@@ -541,9 +562,29 @@ func (c *Client) endPeer(p *clientPeer, reason error) {
 	p.close(reason)
 }
 
-// dial negotiates and opens the WebSocket for run r. The connection lives
-// until life ends.
-func (c *Client) dial(life context.Context, r *runState) (*transport.Conn, *clientPeer, error) {
+// sessionConn is the connection as philippseith sees it. philippseith
+// sets the transfer mode once it has read and accepted the server's
+// handshake answer: the connection is then established, unless what came
+// with the answer (a close message in the same WebSocket message) has
+// already ended it.
+type sessionConn struct {
+	*transport.Conn
+	ready func()
+	once  sync.Once
+}
+
+func (s *sessionConn) SetTransferMode(m signalr.TransferMode) {
+	s.Conn.SetTransferMode(m)
+	s.once.Do(func() {
+		if s.Err() == nil {
+			s.ready()
+		}
+	})
+}
+
+// dial negotiates and opens the WebSocket. The connection lives until
+// life ends.
+func (c *Client) dial(life context.Context) (*transport.Conn, *clientPeer, error) {
 	ctx, cancel := context.WithTimeout(life, c.cfg.handshakeTimeout)
 	defer cancel()
 	header := c.header()
@@ -624,7 +665,6 @@ func (c *Client) dial(life context.Context, r *runState) (*transport.Conn, *clie
 		QueueLimit:   c.cfg.sendQueueBytes,
 		WriteTimeout: c.cfg.writeTimeout,
 		Inbound:      inboundFunc(func(m *wire.Message) { cp.peer.HandleMessage(m) }),
-		OnHandshake:  func(wire.Protocol) { c.established(life, r, cp) },
 		Logger:       c.log,
 	})
 	cp.peer = newPeer(c.ctx, nr.ConnectionID, c.h, &c.cfg.common, conn, table)

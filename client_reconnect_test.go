@@ -228,3 +228,46 @@ func TestDropSaysWhy(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseWithoutReconnect: a SignalR close message that disallows
+// reconnecting stops the client, with the server's reason.
+func TestCloseWithoutReconnect(t *testing.T) {
+	const closeMsg = `{"type":7,"error":"go away","allowReconnect":false}` + "\x1e"
+
+	t.Run("with the handshake answer", func(t *testing.T) {
+		// The handshake answer and the close in one WebSocket message.
+		hs := newHostileServer(t, handshakeOK+closeMsg, nil)
+		c := hostileClient(t, hs, communication.WithReconnectDelays(0))
+		err := c.Start(ctxT(t, 10*time.Second))
+		require.ErrorIs(t, err, communication.ErrClosedByServer)
+		require.Contains(t, err.Error(), "go away")
+		require.Equal(t, communication.Disconnected, c.State())
+		// Start has returned: nothing runs any more, and there was one
+		// attempt only.
+		require.Len(t, hs.conns, 1)
+	})
+
+	t.Run("after the handshake", func(t *testing.T) {
+		hs := newHostileServer(t, handshakeOK, func(ctx context.Context, ws *websocket.Conn) {
+			_ = ws.Write(ctx, websocket.MessageText, []byte(closeMsg))
+		})
+		states := make(chan communication.StateChange, 64)
+		c := hostileClient(t, hs, communication.WithReconnectDelays(0),
+			communication.WithStateHandler(func(sc communication.StateChange) { states <- sc }))
+		require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
+		var last communication.StateChange
+		for last = range states {
+			if last.State == communication.Disconnected {
+				break
+			}
+			require.NotEqual(t, communication.Reconnecting, last.State, "it reconnects: %v", last.Err)
+		}
+		require.ErrorIs(t, last.Err, communication.ErrClosedByServer)
+		require.Contains(t, last.Err.Error(), "go away")
+		require.Equal(t, communication.Disconnected, c.State())
+		require.Empty(t, c.ConnectionID())
+		require.ErrorIs(t, c.Post(ctxT(t, time.Second), Note{}), communication.ErrNotConnected)
+		// The client stopped after its first connection.
+		require.Len(t, hs.conns, 1)
+	})
+}
