@@ -37,8 +37,9 @@ const (
 	// Reconnecting: the connection dropped (or an attempt failed after one
 	// succeeded); the client waits along its reconnect delays.
 	Reconnecting
-	// Disconnected: closed, or gave up because the server refused the key
-	// and retrying was turned off.
+	// Disconnected: not started, a Start that failed, closed, or stopped
+	// because the server closed the connection and disallowed
+	// reconnecting, or refused the key with retrying turned off.
 	Disconnected
 )
 
