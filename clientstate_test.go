@@ -2,9 +2,11 @@ package communication_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -237,7 +239,14 @@ func TestCustomKeyValidator(t *testing.T) {
 }
 
 func TestClientWithWrongKey(t *testing.T) {
-	ts := newServer(t, communication.WithAPIKeys("right"))
+	var revoked atomic.Bool
+	ts := newServer(t, communication.WithKeyValidator(communication.KeyValidatorFunc(
+		func(ctx context.Context, key string, r *http.Request) (communication.KeyInfo, bool, error) {
+			return communication.KeyInfo{ID: key}, key == "right" && !revoked.Load(), nil
+		})))
+
+	// A refused Start fails at once and leaves the client Disconnected,
+	// retrying nothing.
 	states := make(chan communication.StateChange, 64)
 	c := newClient(t, ts, communication.WithAPIKey("wrong"),
 		communication.WithReconnectDelays(20*time.Millisecond),
@@ -245,16 +254,41 @@ func TestClientWithWrongKey(t *testing.T) {
 	err := c.Start(ctxT(t, 10*time.Second))
 	require.ErrorIs(t, err, communication.ErrUnauthorized)
 	require.Equal(t, communication.Connecting, (<-states).State)
-	// It backs off and keeps trying, reporting why.
 	sc := <-states
+	require.Equal(t, communication.Disconnected, sc.State)
 	require.ErrorIs(t, sc.Err, communication.ErrUnauthorized)
-	require.False(t, c.IsConnected())
+	require.Equal(t, communication.Disconnected, c.State())
+
+	// A key revoked while connected: the client backs off and keeps
+	// trying, reporting why, and comes back once the key is valid again.
+	// Fresh TCP connections, so that the kill leaves no dead keep-alive
+	// connection behind.
+	fresh := communication.WithHTTPClient(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}})
+	retrying := make(chan communication.StateChange, 64)
+	c1 := newClient(t, ts, communication.WithAPIKey("right"), fresh,
+		communication.WithReconnectDelays(20*time.Millisecond),
+		communication.WithStateHandler(func(sc communication.StateChange) { retrying <- sc }))
+	require.NoError(t, c1.Start(ctxT(t, 10*time.Second)))
+	revoked.Store(true)
+	ts.killConnections()
+	refusals := 0
+	for refusals < 2 {
+		sc := <-retrying
+		require.NotEqual(t, communication.Disconnected, sc.State, sc.Err)
+		if sc.State == communication.Reconnecting && errors.Is(sc.Err, communication.ErrUnauthorized) {
+			refusals++
+		}
+	}
+	require.False(t, c1.IsConnected())
 
 	// With retrying off it stops.
 	stopped := make(chan communication.StateChange, 64)
-	c2 := newClient(t, ts, communication.WithAPIKey("wrong"), communication.WithRetryUnauthorized(false),
+	revoked.Store(false)
+	c2 := newClient(t, ts, communication.WithAPIKey("right"), fresh, communication.WithRetryUnauthorized(false),
 		communication.WithStateHandler(func(sc communication.StateChange) { stopped <- sc }))
-	require.ErrorIs(t, c2.Start(ctxT(t, 10*time.Second)), communication.ErrUnauthorized)
+	require.NoError(t, c2.Start(ctxT(t, 10*time.Second)))
+	revoked.Store(true)
+	ts.killConnections()
 	for s := range stopped {
 		if s.State == communication.Disconnected {
 			require.ErrorIs(t, s.Err, communication.ErrUnauthorized)
@@ -262,6 +296,13 @@ func TestClientWithWrongKey(t *testing.T) {
 		}
 	}
 	require.Equal(t, communication.Disconnected, c2.State())
+
+	revoked.Store(false)
+	for sc := range retrying {
+		if sc.State == communication.Connected {
+			break
+		}
+	}
 }
 
 func TestPendingIntrospection(t *testing.T) {

@@ -26,6 +26,8 @@ import (
 //   - [ErrTooLarge]: a message larger than the receiving side accepts,
 //     refused before it was sent.
 //   - [ErrNoSuchNode]: a Backplane message for a node not in the cluster.
+//   - [ErrClosedByServer]: the server closed the connection and
+//     disallowed reconnecting: the client stopped.
 //
 // A failure the remote side reports is a [*RemoteError].
 var (
@@ -65,6 +67,11 @@ var (
 	// ErrNoSuchNode reports a message published to a node that is not in
 	// the cluster (see Backplane).
 	ErrNoSuchNode = errors.New("communication: no such node")
+	// ErrClosedByServer reports a connection the server ended with a SignalR
+	// close message that disallowed reconnecting (what a server does when it
+	// cannot serve the client any longer). The client stops: it does not
+	// reconnect. The error's text carries the server's message.
+	ErrClosedByServer = errors.New("communication: closed by the server")
 	// ErrUnexpectedType reports an answer to Send whose type is not the
 	// one asked for (see Send). Errors that wrap it also match
 	// ErrBadMessage.

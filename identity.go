@@ -21,11 +21,6 @@ const (
 	HeaderAPIKey         = "X-Api-Key"
 )
 
-// processInstance is the instance id of this process: new per process, the
-// same across reconnects and shared by every Client of the process, as the
-// .NET client's.
-var processInstance = uuid.NewString()
-
 // identity is what a Client says about itself.
 type identity struct {
 	instance          string
@@ -48,7 +43,10 @@ func (id *identity) resolve() error {
 		id.retryUnauthorized = true
 	}
 	if id.instance == "" {
-		id.instance = processInstance
+		// One per Client: the server keeps one record per instance, so
+		// Clients of one process that shared an instance would overwrite
+		// each other's record.
+		id.instance = uuid.NewString()
 	} else if _, err := uuid.Parse(id.instance); err != nil {
 		return errors.New("the client instance must be a UUID (a .NET server parses it with Guid.Parse)")
 	}
@@ -104,16 +102,20 @@ func WithClientVersion(v string) ClientOption {
 	return clientOption(func(c *clientConfig) { c.identity.version = v })
 }
 
-// WithClientInstance sets X-Client-Instance, a UUID. Default: one new UUID
-// per process, the same across reconnects.
+// WithClientInstance sets X-Client-Instance, a UUID, which the server
+// keys its record of the client by. Set it to keep one identity across
+// restarts of the process. Default: a new UUID for each Client, the same
+// across its reconnects, so that several Clients of one process keep
+// separate records.
 func WithClientInstance(id string) ClientOption {
 	return clientOption(func(c *clientConfig) { c.identity.instance = id })
 }
 
-// WithRetryUnauthorized sets whether the client keeps trying, along its
-// reconnect delays, after the server refused its key. Default: true (a key
-// may be added on the server later); false stops the client in the
-// Disconnected state with ErrUnauthorized.
+// WithRetryUnauthorized sets whether a started client keeps trying, along
+// its reconnect delays, when the server refuses its key on a reconnect.
+// Default: true (a key may be restored on the server later); false stops
+// the client in the Disconnected state with ErrUnauthorized. Start itself
+// fails at once with ErrUnauthorized either way, leaving nothing running.
 func WithRetryUnauthorized(retry bool) ClientOption {
 	return clientOption(func(c *clientConfig) {
 		c.identity.retryUnauthorized = retry

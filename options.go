@@ -242,6 +242,7 @@ type clientConfig struct {
 	address         string
 	pattern         string
 	reconnectDelays []time.Duration
+	reconnectJitter float64
 	protocol        Protocol
 	httpClient      *http.Client
 	headers         http.Header
@@ -279,11 +280,26 @@ func WithClientPattern(pattern string) ClientOption {
 	return clientOption(func(c *clientConfig) { c.pattern = pattern })
 }
 
-// WithReconnectDelays sets the waits between connection attempts, the
-// first connect included. The last delay repeats: the client never gives
-// up until it is closed. Default: 0s, 2s, 10s, 30s.
+// WithReconnectDelays sets the waits between connection attempts: the
+// first delay before the first retry, the next before the one after, and
+// so on; the last delay repeats, so the client never gives up until it is
+// closed. Each non-zero delay is jittered (WithReconnectJitter). The
+// delays start again from the first only after a connection that stayed
+// up for the longer of 5s and the first non-zero delay: a server that
+// drops every connection soon after the handshake is retried along the
+// growing delays, not in a tight loop. Default: 0s, 2s, 10s, 30s
+// (DefaultReconnectDelays).
 func WithReconnectDelays(delays ...time.Duration) ClientOption {
 	return clientOption(func(c *clientConfig) { c.reconnectDelays = delays })
+}
+
+// WithReconnectJitter spreads the reconnect delays: each non-zero delay d
+// becomes a wait drawn uniformly from [d*(1-f), d*(1+f)], so that many
+// clients cut off at once (a server restart) do not all come back at the
+// same instant. f must be between 0 and 1; 0 turns jitter off. A zero
+// delay stays zero. Default: 0.5 (DefaultReconnectJitter).
+func WithReconnectJitter(f float64) ClientOption {
+	return clientOption(func(c *clientConfig) { c.reconnectJitter = f })
 }
 
 // WithProtocol chooses the hub protocol. Default: JSON.
