@@ -30,6 +30,7 @@ type member struct {
 	startErr  error
 	firstConn time.Time // first Connected
 	connected bool      // in Connected state now
+	atMark    bool      // connected when mark-restart came
 	lostAt    time.Time // first connection loss after mark-restart
 	backAt    time.Time // first Connected after mark-restart
 }
@@ -79,17 +80,21 @@ type clientsReport struct {
 	Files          files            `json:"files"`
 }
 
-// restartReport is what happened since mark-restart: how many clients lost
-// their connection and got it back, and when, from SinceUnixNS (the
-// restart, as the orchestrator gives it).
+// restartReport is what happened since mark-restart to the clients that
+// were connected then (AtMark): how many lost their connection and got it
+// back, and when, from SinceUnixNS (the restart, as the orchestrator gives
+// it). Clients that had never connected before the mark and connected
+// since are counted apart, in FirstTime.
 type restartReport struct {
 	MarkUnixNS  int64   `json:"mark_unix_ns"`
 	SinceUnixNS int64   `json:"since_unix_ns"`
+	AtMark      int     `json:"at_mark"`
 	Lost        int     `json:"lost"`
 	Back        int     `json:"back"`
 	Reconnect   dist    `json:"reconnect"`
 	WithinMS    float64 `json:"within_ms"`
 	BackWithin  int     `json:"back_within"`
+	FirstTime   int     `json:"first_time"`
 }
 
 // memFigures is a process's live heap, goroutine stacks and goroutines
@@ -287,7 +292,7 @@ func (f *fleet) onState(m *member, sc communication.StateChange) {
 func (f *fleet) mark() time.Time {
 	for _, m := range f.members {
 		m.mu.Lock()
-		m.lostAt, m.backAt = time.Time{}, time.Time{}
+		m.atMark, m.lostAt, m.backAt = m.connected, time.Time{}, time.Time{}
 		m.mu.Unlock()
 	}
 	now := time.Now()
@@ -340,16 +345,22 @@ func (f *fleet) report(since int64, gc bool) clientsReport {
 				r.StartsFailed++
 			}
 		}
-		if !m.lostAt.IsZero() {
-			rr.Lost++
-		}
-		if !m.backAt.IsZero() {
-			rr.Back++
-			d := max(m.backAt.Sub(from), 0)
-			reconnect = append(reconnect, d)
-			if d <= f.within {
-				rr.BackWithin++
+		switch {
+		case m.atMark:
+			rr.AtMark++
+			if !m.lostAt.IsZero() {
+				rr.Lost++
 			}
+			if !m.backAt.IsZero() {
+				rr.Back++
+				d := max(m.backAt.Sub(from), 0)
+				reconnect = append(reconnect, d)
+				if d <= f.within {
+					rr.BackWithin++
+				}
+			}
+		case !m.backAt.IsZero():
+			rr.FirstTime++
 		}
 		m.mu.Unlock()
 	}
@@ -358,7 +369,7 @@ func (f *fleet) report(since int64, gc bool) clientsReport {
 		r.AllConnectedMS = r.Connect.Max
 	}
 	if marked {
-		rr.Reconnect = distOf(reconnect, len(f.members))
+		rr.Reconnect = distOf(reconnect, rr.AtMark)
 		r.Restart = &rr
 	}
 	if gc {

@@ -94,10 +94,12 @@ type figures struct {
 	ServerHeapPerClient       float64 `json:"server_heap_per_client"`
 	ServerStackPerClient      float64 `json:"server_stack_per_client"`
 	ServerGoroutinesPerClient float64 `json:"server_goroutines_per_client"`
+	// The clients' process, over all its clients, connected or not.
 	ClientBytesPerClient      float64 `json:"client_bytes_per_client"`
 	ClientGoroutinesPerClient float64 `json:"client_goroutines_per_client"`
-	// Restart phase: from the new server listening to each client
-	// connected again.
+	// Restart phase: from the new server listening to each client that
+	// was connected when the server was killed connected again.
+	AtMark           int     `json:"connected_at_kill"`
 	Lost             int     `json:"lost"`
 	Back             int     `json:"back"`
 	ReconnectP50MS   float64 `json:"reconnect_p50_ms"`
@@ -473,7 +475,7 @@ func computeFigures(res *result) figures {
 		f.ServerGoroutinesPerClient = float64(s.Goroutines-b.Goroutines) / n
 	}
 	if c := res.Restart.Clients; c != nil && c.Restart != nil {
-		f.Lost, f.Back, f.BackWithin = c.Restart.Lost, c.Restart.Back, c.Restart.BackWithin
+		f.AtMark, f.Lost, f.Back, f.BackWithin = c.Restart.AtMark, c.Restart.Lost, c.Restart.Back, c.Restart.BackWithin
 		f.ReconnectP50MS, f.ReconnectP90MS = c.Restart.Reconnect.P50, c.Restart.Reconnect.P90
 		if c.Restart.Reconnect.Missing == 0 {
 			f.ReconnectMaxMS = c.Restart.Reconnect.Max
@@ -516,7 +518,7 @@ func printTable(w io.Writer, res *result) {
 		num(f.ServerBytesPerClient),
 		fmt.Sprintf("%.2f", f.ServerGoroutinesPerClient),
 		bound(f.ReconnectP50MS, fl.ReconnectTimeout) + " / " + bound(f.ReconnectP90MS, fl.ReconnectTimeout) + " / " + bound(f.ReconnectMaxMS, fl.ReconnectTimeout),
-		num(float64(f.BackWithin)) + " of " + num(float64(f.Clients)),
+		num(float64(f.BackWithin)) + " of " + num(float64(f.AtMark)),
 		num(float64(f.Seen429Restart)),
 	}
 	fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
