@@ -155,6 +155,7 @@ func runMain(args []string) error {
 	if err != nil {
 		res.Error = err.Error()
 	}
+	res.Figures = computeFigures(res)
 	if res.OS != nil {
 		if b, e := os.ReadFile("/proc/loadavg"); e == nil {
 			res.OS["loadavg_end"] = strings.TrimSpace(string(b))
@@ -250,7 +251,11 @@ func (r *runner) run() error {
 	_ = json.Unmarshal(raw, &storm)
 	res.Connect.StartUnixNS = storm.UnixNS
 	r.logf("storm: %d clients starting at once", fl.Clients)
-	cr, _ := r.waitConnected("connect", time.Unix(0, storm.UnixNS), fl.ConnectTimeout, 0)
+	cr, ss := r.waitConnected("connect", time.Unix(0, storm.UnixNS), fl.ConnectTimeout, 0)
+	res.Connect.Clients, res.Connect.Server = cr, ss // replaced below, once idle
+	if r.ctx.Err() != nil {
+		return r.ctx.Err()
+	}
 	if cr != nil && cr.AllConnectedMS < 0 {
 		r.problem("connect: %d of %d clients connected after %s", cr.EverConnected, fl.Clients, fl.ConnectTimeout)
 	}
@@ -259,8 +264,7 @@ func (r *runner) run() error {
 	if !sleep(r.ctx, fl.Settle) {
 		return r.ctx.Err()
 	}
-	ss, err := r.serverStats(true)
-	if err != nil {
+	if ss, err = r.serverStats(true); err != nil {
 		return err
 	}
 	if cr, err = r.report(0, true); err != nil {
@@ -293,10 +297,13 @@ func (r *runner) run() error {
 	restart := time.Unix(0, r.server.listeningNS)
 	res.Restart.StartUnixNS = r.server.listeningNS
 	cr, ss = r.waitConnected("restart", restart, fl.ReconnectTimeout, restart.UnixNano())
+	res.Restart.Clients, res.Restart.Server = cr, ss
+	if r.ctx.Err() != nil {
+		return r.ctx.Err()
+	}
 	if cr != nil && cr.Connected < fl.Clients {
 		r.problem("restart: %d of %d clients connected %s after the restart", cr.Connected, fl.Clients, fl.ReconnectTimeout)
 	}
-	res.Restart.Clients, res.Restart.Server = cr, ss
 
 	// One broadcast: are the clients that came back live?
 	if b, err := r.broadcast(); err != nil {
@@ -318,7 +325,6 @@ func (r *runner) run() error {
 	}
 	res.Restart.NetCounters = delta(net1, readNetCounters())
 	res.Restart.Sockets = socketStates(port)
-	res.Figures = computeFigures(res)
 
 	// Stop everything.
 	if err := r.fleet.send("quit"); err == nil {
@@ -369,7 +375,9 @@ func (r *runner) waitConnected(name string, from time.Time, bound time.Duration,
 	for {
 		c, err := r.report(since, false)
 		if err != nil {
-			r.problem("%s: clients: %v", name, err)
+			if r.ctx.Err() == nil {
+				r.problem("%s: clients: %v", name, err)
+			}
 			return cr, ss
 		}
 		cr = c
@@ -465,10 +473,13 @@ func computeFigures(res *result) figures {
 			f.ClientGoroutinesPerClient = float64(c.Mem.Goroutines) / float64(f.Clients)
 		}
 	}
-	if s, b := res.Connect.Server, res.Baseline; s != nil && b != nil && s.Connected > 0 {
-		n := float64(s.Connected)
+	if s := res.Connect.Server; s != nil {
 		f.Connected = s.Connected
 		f.Sent429 = count429(s.HTTP)
+	}
+	// Memory only from figures read after a GC, with clients.
+	if s, b := res.Connect.Server, res.Baseline; s != nil && s.GC && b != nil && s.Connected > 0 {
+		n := float64(s.Connected)
 		f.ServerHeapPerClient = (float64(s.HeapAlloc) - float64(b.HeapAlloc)) / n
 		f.ServerStackPerClient = (float64(s.StackInuse) - float64(b.StackInuse)) / n
 		f.ServerBytesPerClient = f.ServerHeapPerClient + f.ServerStackPerClient
