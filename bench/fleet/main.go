@@ -155,14 +155,18 @@ func (t *tally) snapshot() map[string]int64 {
 }
 
 // addrPort matches an IPv4 address with a port, whose port changes with
-// every connection.
-var addrPort = regexp.MustCompile(`(\d{1,3}(?:\.\d{1,3}){3}):\d+`)
+// every connection; connID the connection id in a WebSocket URL.
+var (
+	addrPort = regexp.MustCompile(`(\d{1,3}(?:\.\d{1,3}){3}):\d+`)
+	connID   = regexp.MustCompile(`([?&]id=)[^&"\s]+`)
+)
 
 // errorKey turns an error into a key under which the same failure of
-// different connections is counted together: ports are blanked and the
-// text is cut at 200 bytes.
+// different connections is counted together: ports and connection ids are
+// blanked and the text is cut at 200 bytes.
 func errorKey(err error) string {
 	s := addrPort.ReplaceAllString(err.Error(), "$1:*")
+	s = connID.ReplaceAllString(s, "${1}*")
 	if len(s) > 200 {
 		s = s[:200] + "..."
 	}
