@@ -149,12 +149,14 @@ func runMain(args []string) error {
 		Flags:   fl,
 		OS:      osLimits(),
 	}
-	r := &runner{fl: fl, self: self, ctx: ctx, res: res}
+	r := &runner{fl: fl, self: self, ctx: ctx, res: res, notedPeak: map[string]int{}}
 	defer r.cleanup()
 	err = r.run()
 	if err != nil {
 		res.Error = err.Error()
 	}
+	r.checkLimits("connect", &res.Connect, nil)
+	r.checkLimits("restart", &res.Restart, res.Connect.Clients)
 	res.Figures = computeFigures(res)
 	if res.OS != nil {
 		if b, e := os.ReadFile("/proc/loadavg"); e == nil {
@@ -185,6 +187,8 @@ type runner struct {
 	fleet  *child
 	addr   string // the server's host:port
 	stats  *http.Client
+	// notedPeak is the peak of open files already noted, by process.
+	notedPeak map[string]int
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -340,6 +344,45 @@ func (r *runner) run() error {
 	r.fleet.stop(syscall.SIGKILL, 30*time.Second)
 	r.server.stop(syscall.SIGTERM, 15*time.Second)
 	return nil
+}
+
+// checkLimits notes the operating-system limits a phase ran into: a full
+// listen queue, open files near the limit, file or port exhaustion. The
+// clients' counts run from their start: before is their report at the end
+// of the previous phase.
+func (r *runner) checkLimits(name string, p *phase, before *clientsReport) {
+	if n := p.NetCounters["ListenOverflows"]; n > 0 {
+		r.problem("%s: the listen queue overflowed %d times (ListenOverflows, this machine; net.core.somaxconn = %s)",
+			name, n, r.res.OS["net.core.somaxconn"])
+	}
+	byProcess := map[string]files{}
+	var errs []map[string]int64
+	if p.Clients != nil {
+		byProcess["clients"] = p.Clients.Files
+		errs = append(errs, p.Clients.HTTPErrors)
+		if before != nil {
+			errs[0] = delta(before.HTTPErrors, p.Clients.HTTPErrors)
+		}
+	}
+	if p.Server != nil {
+		byProcess["server"] = p.Server.Files
+		errs = append(errs, p.Server.ServerLog)
+	}
+	for who, f := range byProcess {
+		if f.Soft > 0 && uint64(f.Peak)*4 > f.Soft*3 && f.Peak > r.notedPeak[who] {
+			r.notedPeak[who] = f.Peak
+			r.problem("%s: the %s process had up to %d files open, of %d allowed", name, who, f.Peak, f.Soft)
+		}
+	}
+	for _, m := range errs {
+		for k, v := range m {
+			for _, limit := range []string{"too many open files", "cannot assign requested address"} {
+				if v > 0 && strings.Contains(k, limit) {
+					r.problem("%s: %d times %q", name, v, k)
+				}
+			}
+		}
+	}
 }
 
 // startServer starts fleet server on addr and waits until it listens.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -247,10 +248,14 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // logTally counts net/http's log lines by text instead of printing them:
-// a storm can make thousands.
+// a storm can make thousands. Ports and the back-off of accept errors are
+// blanked.
 type logTally struct{ t *tally }
 
+var backoff = regexp.MustCompile(`; retrying in \S+`)
+
 func (l logTally) Write(p []byte) (int, error) {
-	l.t.add(addrPort.ReplaceAllString(strings.TrimSpace(string(p)), "$1:*"))
+	s := addrPort.ReplaceAllString(strings.TrimSpace(string(p)), "$1:*")
+	l.t.add(backoff.ReplaceAllString(s, "; retrying"))
 	return len(p), nil
 }
