@@ -6,8 +6,12 @@
 // runs it:
 //
 //	make fleet                        # 10,000 clients (FLEET_CLIENTS)
-//	make fleet FLEET_CLIENTS=1000     # a quick run, about half a minute
+//	make fleet FLEET_CLIENTS=1000     # a smoke run: some 15 s
 //	make fleet FLEET_FLAGS='-pause 3s -json fleet.json'
+//
+// A run takes the time the clients need to connect and to come back, each
+// bounded by 120 s by default (-connect-timeout, -reconnect-timeout), plus
+// some 20 s; -h lists the settings.
 //
 // or by hand, from the module root:
 //
@@ -41,11 +45,13 @@
 // and are killed when it exits or is interrupted.
 //
 // Each process needs a file descriptor per connection (10,000 clients: about
-// 10,000 in each process, more during the storm) and the clients need one
-// ephemeral port per connection, and one per negotiate request whose
-// connection is not kept: the run reports the limits it found
-// (RLIMIT_NOFILE, net.ipv4.ip_local_port_range, net.core.somaxconn) and the
-// kernel's listen-queue overflow counters.
+// 10,000 in each process, up to half as many again during the storm) and
+// the clients need one ephemeral port per connection, and one per negotiate
+// request whose connection is not kept. The JSON lists the limits found
+// (RLIMIT_NOFILE, net.ipv4.ip_local_port_range, net.core.somaxconn...), the
+// kernel's TCP counters over each phase (listen-queue overflows, resets)
+// and the sockets of the port by state; the table is followed by a note for
+// every limit the run ran into.
 package main
 
 import (
