@@ -6,8 +6,10 @@ FUZZTIME      ?= 30s
 BENCHCOUNT    ?= 5
 SOAK_CLIENTS  ?= 500
 SOAK_DURATION ?= 5m
+FLEET_CLIENTS ?= 10000
+FLEET_FLAGS   ?=
 
-.PHONY: help test demo lint vulncheck fuzz bench soak
+.PHONY: help test demo lint vulncheck fuzz bench soak fleet
 
 help: ## List the targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -38,3 +40,13 @@ soak: ## Soak: SOAK_CLIENTS (500) clients posting and requesting both ways with 
 
 bench: ## Run the benchmarks against raw SignalR and raw WebSocket; print the table (BENCHCOUNT runs, default 5).
 	$(GO) run ./bench/cmd/benchtable -count $(BENCHCOUNT)
+
+# The binary is built once so that the server it restarts starts at once;
+# each process needs a file per connection, so the open-file limit is raised
+# as far as allowed, in the same shell as the run.
+fleet: ## Storm: FLEET_CLIENTS (10000) clients in one process connect at once to a server process, which is killed and restarted; FLEET_CLIENTS=1000 for a quick run.
+	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
+	$(GO) build -o "$$dir/fleet" ./bench/fleet && \
+	{ ulimit -n 1048576 2>/dev/null || ulimit -n $$(ulimit -H -n); } && \
+	echo "open-file limit: $$(ulimit -n)" >&2 && \
+	"$$dir/fleet" run -clients $(FLEET_CLIENTS) $(FLEET_FLAGS)
