@@ -400,23 +400,33 @@ func (n *node) heartbeat() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.b.cfg.heartbeat)
 	defer t.Stop()
+	last := time.Now() // the last beat that went through
 	for {
 		select {
 		case <-t.C:
 		case <-n.life.Done():
 			return
 		}
-		ctx, cancel := context.WithTimeout(n.life, n.b.cfg.heartbeat)
+		// A beat may take up to half the node timeout: a busy Redis or
+		// client pool is not a lost link.
+		ctx, cancel := context.WithTimeout(n.life, n.b.cfg.nodeTimeout/2)
 		err := n.beat(ctx)
 		if err == nil {
+			last = time.Now()
 			err = n.reap(ctx)
 		}
 		cancel()
 		if n.life.Err() != nil {
 			return
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+		case time.Since(last) >= n.b.cfg.nodeTimeout/2:
+			// The others will soon take this node for dead: what is in
+			// flight between nodes is lost.
 			n.setLost(true, err)
+		default:
+			n.b.cfg.log.Debug("redis: heartbeat failed", "node", n.name, "error", err)
 		}
 	}
 }
