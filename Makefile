@@ -14,19 +14,23 @@ FLEET_FLAGS   ?=
 help: ## List the targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
-test: ## Run every test with the race detector.
+test: ## Run every test with the race detector, the redis module's too (it needs redis-server).
 	$(GO) test -race -count=1 ./...
+	$(GO) -C redis test -race -count=1 ./...
 
 demo: ## Run the quickstart: a server and a client exchanging every kind of message.
 	$(GO) run ./examples/quickstart
 
-lint: ## go vet, gofmt and staticcheck (pinned).
+lint: ## go vet, gofmt and staticcheck (pinned), of both modules.
 	$(GO) vet ./...
+	$(GO) -C redis vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) -C redis run $(STATICCHECK) ./...
 
-vulncheck: ## govulncheck (pinned); it needs to reach the Go vulnerability database.
+vulncheck: ## govulncheck (pinned) of both modules; it needs to reach the Go vulnerability database.
 	$(GO) run $(GOVULNCHECK) ./...
+	$(GO) -C redis run $(GOVULNCHECK) ./...
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
 	@for pkg in ./internal/wire/ . ; do \
