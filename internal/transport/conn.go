@@ -315,7 +315,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if isClose {
 		how = admitAlways
 	}
-	err := c.enqueue(nil, how, func(dst []byte) []byte { return append(dst, p...) }, false)
+	err := c.enqueue(context.Background(), how, func(dst []byte) []byte { return append(dst, p...) }, false)
 	if err != nil && !errors.Is(err, ErrQueueFull) {
 		return 0, err
 	}
@@ -342,7 +342,7 @@ func (c *Conn) Send(ctx context.Context, target string, w *wire.Wrapper) error {
 // TrySend queues one protocol invocation without waiting: a full queue is
 // ErrQueueFull. A message larger than the peer accepts is ErrTooLarge.
 func (c *Conn) TrySend(target string, w *wire.Wrapper) error {
-	return c.enqueue(nil, admitTry, c.invocation(target, w), true)
+	return c.enqueue(context.Background(), admitTry, c.invocation(target, w), true)
 }
 
 func (c *Conn) invocation(target string, w *wire.Wrapper) func([]byte) []byte {
