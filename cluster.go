@@ -51,6 +51,8 @@ type envelope struct {
 	Err      string `msgpack:"e,omitempty"`
 	Code     string `msgpack:"o,omitempty"`
 	Message  string `msgpack:"m,omitempty"`
+	// Subs are subscription counts (see clusterCounter).
+	Subs []subEntry `msgpack:"s,omitempty"`
 }
 
 // maxServedRemote bounds the requests from other nodes that this node runs
@@ -89,7 +91,14 @@ func (s *Server) joinCluster(b Backplane, name string) error {
 	}
 	c.node = node
 	s.cluster = c
+	// Learn the subscriptions of the nodes already there.
+	c.subscriptions().sync()
 	return nil
+}
+
+// subscriptions is the node's subscription counter.
+func (c *cluster) subscriptions() *clusterCounter {
+	return c.s.subscriptionState().counter.(*clusterCounter)
 }
 
 func (c *cluster) publish(ctx context.Context, node string, e *envelope) error {
@@ -350,6 +359,8 @@ func (h clusterHandler) Receive(msg []byte) {
 		c.deliver(e)
 	case envRequest:
 		c.serveRequest(e)
+	case envSubCount, envSubSet, envSubAsk:
+		c.subscriptions().receive(e)
 	case envReply:
 		c.mu.Lock()
 		call := c.calls[e.ID]
@@ -371,6 +382,7 @@ func (h clusterHandler) Receive(msg []byte) {
 func (h clusterHandler) NodeLeft(node string, orphans []Location) {
 	c := h.c
 	c.fail(node, fmt.Errorf("the node %s holding the connection left the cluster", node))
+	c.subscriptions().nodeLeft(node)
 	if len(orphans) > 0 {
 		c.s.log.Info("communication: a node left; marking its clients disconnected", "node", node, "clients", len(orphans))
 	}
@@ -412,4 +424,6 @@ func (h clusterHandler) LinkRestored() {
 		// may have marked it disconnected meanwhile.
 		c.s.cfg.state.reassert(ctx, sc.record)
 	}
+	// What changed meanwhile may not have reached the cluster.
+	c.subscriptions().sync()
 }

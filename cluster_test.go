@@ -209,3 +209,51 @@ func TestNegotiateOnAnotherNode(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 	require.Contains(t, string(body), "sticky sessions")
 }
+
+// TestClusterSubscriptions: subscription counts are cluster-wide: a
+// subscriber on one node makes the clients of every node see
+// HasSubscribers; a node that joins later learns the active set; the
+// subscriptions of a node that leaves end with it.
+func TestClusterSubscriptions(t *testing.T) {
+	bp := communication.NewMemoryBackplane()
+	nodes, _ := newCluster(t, bp, 2, 0)
+	ctx := ctxT(t, 30*time.Second)
+	onB, changesB := subsClient(t, nodes[1])
+
+	subA, err := communication.Subscribe[Farm](ctx, nodes[0].Server, "7")
+	require.NoError(t, err)
+	waitChange(t, changesB, change[Farm]("7", true))
+	require.True(t, communication.HasSubscribers[Farm](onB, "7"))
+
+	// A second subscriber of the same topic/key, on another node, changes
+	// nothing for the clients; the counts add up.
+	subB, err := communication.Subscribe[Farm](ctx, nodes[1].Server, "7")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		for _, s := range nodes[0].Subscriptions() {
+			if s.Topic == topic[Farm]() && s.Key == "7" && s.Count == 2 {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, time.Millisecond)
+	require.NoError(t, subA.Close())
+	noChange(t, nodes[1], changesB)
+	require.True(t, communication.HasSubscribers[Farm](onB, "7"))
+	require.NoError(t, subB.Close())
+	waitChange(t, changesB, change[Farm]("7", false))
+
+	// A node that joins later learns what is active elsewhere.
+	sub, err := communication.Subscribe[Herd](ctx, nodes[0].Server)
+	require.NoError(t, err)
+	late := newServer(t, communication.WithBackplane(bp), communication.WithNodeName("late"))
+	onLate, changesLate := subsClient(t, late)
+	waitChange(t, changesLate, change[Herd]("", true))
+	require.True(t, communication.HasSubscribers[Herd](onLate, "any key"))
+
+	// The node leaves: its subscriptions end everywhere.
+	require.NoError(t, nodes[0].Close())
+	waitChange(t, changesLate, change[Herd]("", false))
+	waitChange(t, changesB, change[Herd]("", false))
+	_ = sub.Close()
+}

@@ -185,7 +185,8 @@ type subscriptionSend struct {
 var _ transitionSink = (*serverSubscriptions)(nil)
 
 // subscriptionState returns the server's subscription state, made on
-// first use with the single-node counter.
+// first use: with the cluster's counter when the Server has a Backplane
+// (counts are then cluster-wide), else with the single-node counter.
 func (s *Server) subscriptionState() *serverSubscriptions {
 	ss := &s.subs
 	ss.once.Do(func() {
@@ -193,7 +194,11 @@ func (s *Server) subscriptionState() *serverSubscriptions {
 		ss.active = make(map[subKey]struct{})
 		ss.idle = make(chan struct{})
 		close(ss.idle)
-		ss.counter = newMemoryCounter(ss)
+		if s.cluster != nil {
+			ss.counter = newClusterCounter(s.cluster, ss)
+		} else {
+			ss.counter = newMemoryCounter(ss)
+		}
 	})
 	return ss
 }

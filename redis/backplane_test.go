@@ -263,3 +263,34 @@ func TestRedisRestart(t *testing.T) {
 	require.NoError(t, a.PostAll(ctxT(t, 5*time.Second), Note{Text: "after restart"}))
 	require.Equal(t, "after restart", recv(t, c.notes, "broadcast after restart").Text)
 }
+
+// TestRedisSubscriptions: a subscriber on one node makes the clients of
+// another see HasSubscribers, through Redis.
+func TestRedisSubscriptions(t *testing.T) {
+	rs := redistest.Start(t)
+	a := newNode(t, rs.Addr, "a")
+	b := newNode(t, rs.Addr, "b")
+	changes := make(chan communication.SubscriptionChange, 100)
+	c, err := communication.AddClient(communication.WithServerAddress(b.http.URL),
+		communication.WithSubscriptionHandler(func(ch communication.SubscriptionChange) { changes <- ch }))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
+	next := func() communication.SubscriptionChange {
+		select {
+		case ch := <-changes:
+			return ch
+		case <-time.After(10 * time.Second):
+			t.Fatal("no subscription change")
+			return communication.SubscriptionChange{}
+		}
+	}
+	sub, err := communication.Subscribe[Note](ctxT(t, time.Minute), a.Server, "k")
+	require.NoError(t, err)
+	got := next()
+	require.True(t, got.HasSubscribers)
+	require.Equal(t, "k", got.Key)
+	require.True(t, communication.HasSubscribers[Note](c, "k"))
+	require.NoError(t, sub.Close())
+	require.False(t, next().HasSubscribers)
+}
