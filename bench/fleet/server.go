@@ -13,8 +13,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,6 +69,15 @@ func serverMain(args []string) error {
 	}
 	fds := &fdWatch{}
 	go fds.run()
+	if dir := os.Getenv("FLEET_PROFILE_DIR"); dir != "" {
+		// Profile the first seconds of this server: the connect storm, or
+		// the reconnect storm after a restart.
+		stop, err := profileFor(filepath.Join(dir, fmt.Sprintf("server-%d.cpu", os.Getpid())), 20*time.Second)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	srv, err := communication.AddServer()
 	if err != nil {
@@ -258,4 +269,25 @@ func (l logTally) Write(p []byte) (int, error) {
 	s := addrPort.ReplaceAllString(strings.TrimSpace(string(p)), "$1:*")
 	l.t.add(backoff.ReplaceAllString(s, "; retrying"))
 	return len(p), nil
+}
+
+// profileFor writes a CPU profile of the next d to path.
+func profileFor(path string, d time.Duration) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}
+	time.AfterFunc(d, stop)
+	return stop, nil
 }
