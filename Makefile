@@ -7,16 +7,20 @@ BENCHCOUNT    ?= 5
 SOAK_CLIENTS  ?= 500
 SOAK_DURATION ?= 5m
 
-.PHONY: help test demo lint vulncheck fuzz bench soak
+.PHONY: help test demo demo-cluster lint vulncheck fuzz bench soak
 
 help: ## List the targets.
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 test: ## Run every test with the race detector.
 	$(GO) test -race -count=1 ./...
+	cd examples/cluster && $(GO) test -race -count=1 ./...
 
 demo: ## Run the quickstart: a server and a client exchanging every kind of message.
 	$(GO) run ./examples/quickstart
+
+demo-cluster: ## Run examples/cluster: three nodes over Redis (it starts redis-server), six clients, a node crash.
+	cd examples/cluster && $(GO) run .
 
 lint: ## go vet, gofmt and staticcheck (pinned).
 	$(GO) vet ./...
