@@ -294,3 +294,67 @@ func TestRedisSubscriptions(t *testing.T) {
 	require.NoError(t, sub.Close())
 	require.False(t, next().HasSubscribers)
 }
+
+// TestRedisClientRecords: with the Redis repository every node lists every
+// client; the clients of a node that dies are marked disconnected once
+// across the cluster (one disconnect event each); after Redis is killed
+// and started again empty, the nodes store the records of their live
+// clients again.
+func TestRedisClientRecords(t *testing.T) {
+	rs := redistest.Start(t)
+	stateFor := func(rdb *goredis.Client, disconnects *atomic.Int64) communication.ServerOption {
+		return communication.WithClientState(communication.NewClientState(
+			communication.WithRepository[struct{}](redis.NewRepository[struct{}](rdb, redis.WithRepositoryPrefix("records"))),
+			communication.OnClientDisconnected(func(context.Context, communication.ClientEntry[struct{}]) { disconnects.Add(1) }),
+		))
+	}
+	var disconnectsA, disconnectsB atomic.Int64
+	// Each node gets its own Redis client for its records, so that one
+	// node's death does not close the other's.
+	recA := goredis.NewClient(&goredis.Options{Addr: rs.Addr})
+	recB := goredis.NewClient(&goredis.Options{Addr: rs.Addr})
+	t.Cleanup(func() { _ = recA.Close(); _ = recB.Close() })
+	a := newNode(t, rs.Addr, "a", stateFor(recA, &disconnectsA))
+	b := newNode(t, rs.Addr, "b", stateFor(recB, &disconnectsB))
+	onA := connect(t, a, 0)
+	onB := connect(t, b, 1)
+	located(t, a, onB)
+	located(t, b, onA)
+
+	ctx := ctxT(t, time.Minute)
+	all, err := a.Clients(ctx)
+	require.NoError(t, err)
+	require.Len(t, all, 2, "node a lists the clients of both nodes")
+
+	// Redis restarts empty: the records come back from the nodes.
+	rs.Kill()
+	rs.Restart()
+	require.Eventually(t, func() bool {
+		all, err := b.Clients(ctx)
+		if err != nil || len(all) != 2 {
+			return false
+		}
+		for _, r := range all {
+			if !r.IsConnected {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 20*time.Millisecond, "the records were not stored again")
+
+	// b dies without a word (it is cut off from Redis and says nothing
+	// more; its client stays connected to the zombie): its client is
+	// marked disconnected by the survivor, once.
+	require.NoError(t, b.rdb.Close())
+	require.NoError(t, recB.Close())
+	require.Eventually(t, func() bool {
+		r, ok, err := a.Client(ctx, onB.ConnectionID())
+		return err == nil && ok && !r.IsConnected && !r.DisconnectTime.IsZero()
+	}, 20*time.Second, 20*time.Millisecond, "the dead node's client is still marked connected")
+	r, ok, err := a.Client(ctx, onA.ConnectionID())
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.True(t, r.IsConnected)
+	require.Equal(t, int64(1), disconnectsA.Load(), "one disconnect event, on the survivor")
+	require.Zero(t, disconnectsB.Load())
+}

@@ -1,15 +1,19 @@
-// Command benchtable runs the benchmarks of ./bench and prints one
-// Markdown table: each operation measured with this library (ours), raw
+// Command benchtable runs the benchmarks of ./bench and ./redis and prints
+// Markdown tables: each operation measured with this library (ours), raw
 // github.com/philippseith/signalr and a raw github.com/coder/websocket
 // connection, their ratios, allocations, and the targets of the
-// performance issue. Every number is the median over -count runs.
+// performance issue; then, from ./redis, operations across nodes through
+// a Redis Backplane (impl redis) beside the same operations on one node
+// (impl ours). Every number is the median over -count runs.
 //
 // Run it from the module root (make bench does):
 //
 //	go run ./bench/cmd/benchtable -count 5
 //
-// The benchmarks' own output goes to stderr as they run; the table goes to
-// stdout.
+// -pkg lists the packages to run, separated by commas. A directory that
+// holds its own go.mod (./redis) is a module of its own: go test runs
+// there, on its package ".". The benchmarks' own output goes to stderr as
+// they run; the tables go to stdout.
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"sort"
@@ -33,7 +38,7 @@ func main() {
 	count := flag.Int("count", 5, "runs of each benchmark; the table shows medians")
 	benchtime := flag.String("benchtime", "500ms", "go test -benchtime for each run")
 	bench := flag.String("bench", ".", "go test -bench pattern")
-	pkg := flag.String("pkg", "./bench/", "package of the benchmarks")
+	pkg := flag.String("pkg", "./bench/,./redis/", "packages of the benchmarks, separated by commas; a directory with its own go.mod runs as its own module")
 	in := flag.String("in", "", "read benchmark output from this file instead of running go test (- for stdin)")
 	flag.Parse()
 
@@ -43,7 +48,7 @@ func main() {
 	if *in != "" {
 		out, err = readInput(*in)
 	} else {
-		out, err = run(*count, *benchtime, *bench, *pkg)
+		out, err = runAll(*count, *benchtime, *bench, strings.Split(*pkg, ","))
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
@@ -63,7 +68,8 @@ func main() {
 	fmt.Printf("%s, %s, %d CPUs, %s, %s/%s; medians of %d runs of -benchtime %s (%s)\n\n",
 		time.Now().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH,
 		runs, *benchtime, time.Since(start).Round(time.Second))
-	printTable(os.Stdout, res)
+	printed := printTable(os.Stdout, res)
+	printClusterTable(os.Stdout, res, printed)
 }
 
 func readInput(name string) ([]byte, error) {
@@ -73,12 +79,40 @@ func readInput(name string) ([]byte, error) {
 	return os.ReadFile(name)
 }
 
-// run runs go test, echoing its output to stderr, and returns the output.
+// runAll runs the benchmarks of each package in turn and returns their
+// output together.
+func runAll(count int, benchtime, bench string, pkgs []string) ([]byte, error) {
+	var out []byte
+	for _, pkg := range pkgs {
+		if pkg = strings.TrimSpace(pkg); pkg == "" {
+			continue
+		}
+		b, err := run(count, benchtime, bench, pkg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", pkg, err)
+		}
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
+// run runs go test on one package, echoing its output to stderr, and
+// returns the output. A directory with its own go.mod is a nested module:
+// go test must run inside it.
 func run(count int, benchtime, bench, pkg string) ([]byte, error) {
+	dir := ""
+	if _, err := os.Stat(filepath.Join(pkg, "go.mod")); err == nil && filepath.Clean(pkg) != "." {
+		dir, pkg = pkg, "."
+	}
 	args := []string{"test", "-run", "^$", "-bench", bench, "-benchtime", benchtime,
 		"-count", strconv.Itoa(count), "-timeout", "30m", pkg}
-	fmt.Fprintln(os.Stderr, "go", strings.Join(args, " "))
+	where := ""
+	if dir != "" {
+		where = "(in " + dir + ") "
+	}
+	fmt.Fprintln(os.Stderr, where+"go", strings.Join(args, " "))
 	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
 	var buf bytes.Buffer
 	cmd.Stdout = io.MultiWriter(&buf, os.Stderr)
 	cmd.Stderr = io.MultiWriter(&buf, os.Stderr)
@@ -215,15 +249,21 @@ func rows() []row {
 	return rs
 }
 
-func printTable(w io.Writer, res results) {
-	fmt.Fprintln(w, "| operation | unit | ours | raw SignalR | raw WS | ours/SR | ours/WS | allocs/op ours | allocs/op SR | B/op ours | B/op SR | target |")
-	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+// printTable prints the rows against raw SignalR and raw WebSocket, when
+// there are any, and tells whether there were.
+func printTable(w io.Writer, res results) bool {
+	header := false
 	for _, r := range rows() {
 		ours := res.get(key{r.op, r.proto, "ours"}, r.metric)
 		sr := res.get(key{r.op, r.proto, "signalr"}, r.metric)
 		ws := res.get(key{r.op, r.proto, "websocket"}, r.metric)
 		if math.IsNaN(ours) && math.IsNaN(sr) && math.IsNaN(ws) {
 			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "| operation | unit | ours | raw SignalR | raw WS | ours/SR | ours/WS | allocs/op ours | allocs/op SR | B/op ours | B/op SR | target |")
+			fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+			header = true
 		}
 		cells := []string{r.label, r.unit, num(ours), num(sr), num(ws), ratio(ours, sr), ratio(ours, ws)}
 		ao, as := math.NaN(), math.NaN()
@@ -235,6 +275,66 @@ func printTable(w io.Writer, res results) {
 			bs = res.get(key{r.op, r.proto, "signalr"}, "B/op")
 		}
 		cells = append(cells, num(ao), num(as), num(bo), num(bs), verdict(r.target, ours, sr, ws, ao, as))
+		fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
+	}
+	return header
+}
+
+// clusterRow is one line of the table across nodes: impl redis (the
+// clients on other nodes than the sender, through Redis) beside impl ours
+// (everything on one node).
+type clusterRow struct {
+	label, unit string
+	op, proto   string
+	// minRatio is the least redis/ours; 0 for no target.
+	minRatio float64
+}
+
+func clusterRows() []clusterRow {
+	return []clusterRow{
+		{label: "post to a client on another node, JSON", unit: "msgs/s",
+			op: "ClusterPost/server-to-client", proto: "json"},
+		{label: "request to a client on another node, 64 in flight, JSON", unit: "round trips/s",
+			op: "ClusterRequest/server-to-client/inflight=64", proto: "json", minRatio: 0.5},
+		{label: "broadcast to 3 nodes x 1,000 clients vs 3,000 on one node, JSON (allocs, B per broadcast)", unit: "deliveries/s",
+			op: "ClusterBroadcast/clients=3000", proto: "json", minRatio: 0.5},
+	}
+}
+
+// printClusterTable prints the rows across nodes, when there are any,
+// after a blank line when a table came before.
+func printClusterTable(w io.Writer, res results, after bool) {
+	header := false
+	for _, r := range clusterRows() {
+		one := res.get(key{r.op, r.proto, "ours"}, "msgs/s")
+		cross := res.get(key{r.op, r.proto, "redis"}, "msgs/s")
+		if math.IsNaN(one) && math.IsNaN(cross) {
+			continue
+		}
+		if !header {
+			if after {
+				fmt.Fprintln(w)
+			}
+			fmt.Fprintln(w, "| across nodes | unit | one node | cross-node (Redis) | cross/one | allocs/op one node | allocs/op cross-node | B/op one node | B/op cross-node | target |")
+			fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|")
+			header = true
+		}
+		target := "-"
+		if r.minRatio > 0 {
+			target = fmt.Sprintf(">=%.1fx one node", r.minRatio)
+			switch v := cross / one; {
+			case math.IsNaN(v):
+				target += ": **missed** (not measured)"
+			case v >= r.minRatio:
+				target += ": met"
+			default:
+				target += fmt.Sprintf(": **missed** (%.2fx)", v)
+			}
+		}
+		cells := []string{r.label, r.unit, num(one), num(cross), ratio(cross, one),
+			num(res.get(key{r.op, r.proto, "ours"}, "allocs/op")), num(res.get(key{r.op, r.proto, "redis"}, "allocs/op")),
+			num(res.get(key{r.op, r.proto, "ours"}, "B/op")), num(res.get(key{r.op, r.proto, "redis"}, "B/op")),
+			target}
 		fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
 	}
 }
