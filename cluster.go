@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/tharga/communication-go/internal/wire"
 )
 
@@ -20,6 +18,7 @@ const (
 	envPost      = "post" // a post to one connection or instance
 	envRequest   = "req"  // a request to one connection or instance
 	envReply     = "rep"  // the outcome of a request
+	envGone      = "gone" // a connection of the sending node ended
 )
 
 // What a reply's Err says went wrong, for the requesting node to turn
@@ -33,26 +32,26 @@ const (
 	replyFailed         = "failed"
 )
 
-// envelope is one message between nodes, in MessagePack. A request
+// envelope is one message between nodes (encoded by appendEnvelope). A request
 // carries the encoded request (type and payload, as on the wire) and its
 // deadline; the node that holds the connection runs it as its own
 // request, so correlation, ordering and .NET matching stay where they are
 // on one node.
 type envelope struct {
-	Kind     string `msgpack:"k"`
-	From     string `msgpack:"f,omitempty"`
-	ID       uint64 `msgpack:"i,omitempty"`
-	Conn     string `msgpack:"c,omitempty"`
-	Instance string `msgpack:"n,omitempty"`
-	Type     string `msgpack:"t,omitempty"`
-	Payload  []byte `msgpack:"p,omitempty"`
-	RespName string `msgpack:"r,omitempty"`
-	Deadline int64  `msgpack:"d,omitempty"` // Unix milliseconds
-	Err      string `msgpack:"e,omitempty"`
-	Code     string `msgpack:"o,omitempty"`
-	Message  string `msgpack:"m,omitempty"`
+	Kind     string
+	From     string
+	ID       uint64
+	Conn     string
+	Instance string
+	Type     string
+	Payload  []byte
+	RespName string
+	Deadline int64 // Unix milliseconds
+	Err      string
+	Code     string
+	Message  string
 	// Subs are subscription counts (see clusterCounter).
-	Subs []subEntry `msgpack:"s,omitempty"`
+	Subs []subEntry
 }
 
 // maxServedRemote bounds the requests from other nodes that this node runs
@@ -71,7 +70,18 @@ type cluster struct {
 	mu      sync.Mutex
 	calls   map[uint64]*remoteCall
 	dropped atomic.Uint64 // messages for connections this node no longer holds
+
+	// where caches which node holds a connection of another node: a
+	// connection id lives on one node for its whole life, so an entry is
+	// right until the connection ends (its node says so: envGone) or its
+	// node leaves. It saves a round trip to the Backplane per message.
+	whereMu sync.Mutex
+	where   map[string]string
 }
+
+// maxWhere bounds the cache of connection locations; past it, it starts
+// again empty.
+const maxWhere = 100_000
 
 type remoteCall struct {
 	node string
@@ -82,7 +92,7 @@ func (s *Server) joinCluster(b Backplane, name string) error {
 	if name == "" {
 		name = newConnectionID()
 	}
-	c := &cluster{s: s, name: name, served: newLimiter(maxServedRemote), calls: make(map[uint64]*remoteCall)}
+	c := &cluster{s: s, name: name, served: newLimiter(maxServedRemote), calls: make(map[uint64]*remoteCall), where: make(map[string]string)}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.handshakeTimeout)
 	defer cancel()
 	node, err := b.Join(ctx, name, clusterHandler{c})
@@ -103,11 +113,7 @@ func (c *cluster) subscriptions() *clusterCounter {
 
 func (c *cluster) publish(ctx context.Context, node string, e *envelope) error {
 	e.From = c.name
-	b, err := msgpack.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadMessage, err)
-	}
-	return c.node.Publish(ctx, node, b)
+	return c.node.Publish(ctx, node, appendEnvelope(nil, e))
 }
 
 // claim tells the cluster that this node holds a new connection.
@@ -125,6 +131,45 @@ func (c *cluster) release(sc *serverConn) {
 	if err := c.node.Release(ctx, c.location(sc)); err != nil {
 		c.s.log.Warn("communication: the cluster was not told a connection ended", "connection", sc.id, "error", err)
 	}
+	// The other nodes forget where it was.
+	if err := c.publish(ctx, "", &envelope{Kind: envGone, Conn: sc.id}); err != nil {
+		c.s.log.Debug("communication: the cluster was not told a connection ended", "connection", sc.id, "error", err)
+	}
+}
+
+func (c *cluster) cached(connID string) (string, bool) {
+	c.whereMu.Lock()
+	defer c.whereMu.Unlock()
+	n, ok := c.where[connID]
+	return n, ok
+}
+
+func (c *cluster) remember(connID, node string) {
+	c.whereMu.Lock()
+	defer c.whereMu.Unlock()
+	if len(c.where) >= maxWhere {
+		clear(c.where)
+	}
+	c.where[connID] = node
+}
+
+// forgetWhere drops the cached location of one connection, or of every
+// connection of node when connID is "", or everything when both are "".
+func (c *cluster) forgetWhere(connID, node string) {
+	c.whereMu.Lock()
+	defer c.whereMu.Unlock()
+	switch {
+	case connID != "":
+		delete(c.where, connID)
+	case node != "":
+		for id, n := range c.where {
+			if n == node {
+				delete(c.where, id)
+			}
+		}
+	default:
+		clear(c.where)
+	}
 }
 
 func (c *cluster) location(sc *serverConn) Location {
@@ -135,6 +180,11 @@ func (c *cluster) location(sc *serverConn) Location {
 // locate finds the node holding l; a connection nobody holds (or that this
 // node held a moment ago) is ErrNotConnected.
 func (c *cluster) locate(ctx context.Context, l Location) (Location, error) {
+	if l.ConnectionID != "" {
+		if node, ok := c.cached(l.ConnectionID); ok {
+			return Location{Node: node, ConnectionID: l.ConnectionID}, nil
+		}
+	}
 	found, ok, err := c.node.Locate(ctx, l.ConnectionID, l.Instance)
 	if err != nil {
 		return Location{}, fmt.Errorf("communication: locating the connection: %w", err)
@@ -142,6 +192,7 @@ func (c *cluster) locate(ctx context.Context, l Location) (Location, error) {
 	if !ok || found.Node == c.name {
 		return Location{}, notConnected(l)
 	}
+	c.remember(found.ConnectionID, found.Node)
 	return found, nil
 }
 
@@ -209,6 +260,9 @@ func (r remoteRequester) request(ctx context.Context, req any, respType reflect.
 	}
 	select {
 	case rep := <-call.ch:
+		if rep.Err == replyNotConnected {
+			c.forgetWhere(at.ConnectionID, "")
+		}
 		return replyResult(w.Type, rep)
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -269,7 +323,8 @@ func replyTo(w wire.Wrapper, err error) envelope {
 func (c *cluster) serveRequest(e envelope) {
 	reply := func(rep envelope) {
 		rep.ID = e.ID
-		ctx, cancel := context.WithTimeout(c.s.ctx, c.s.cfg.writeTimeout)
+		// Within the request's deadline: past it nobody waits.
+		ctx, cancel := context.WithDeadline(c.s.ctx, time.UnixMilli(e.Deadline))
 		defer cancel()
 		if err := c.publish(ctx, e.From, &rep); err != nil {
 			c.s.log.Debug("communication: reply to another node not sent", "node", e.From, "error", err)
@@ -289,7 +344,13 @@ func (c *cluster) serveRequest(e envelope) {
 		ctx, cancel := context.WithDeadline(c.s.ctx, time.UnixMilli(e.Deadline))
 		defer cancel()
 		w, err := sc.peer.requestWrapper(ctx, wire.Wrapper{Type: e.Type, Payload: e.Payload}, e.RespName)
-		reply(replyTo(w, err))
+		rep := replyTo(w, err)
+		rep.ID, rep.From = e.ID, c.name
+		// The request's context, still within its deadline: past it
+		// nobody waits for the reply.
+		if err := c.node.Publish(ctx, e.From, appendEnvelope(nil, &rep)); err != nil {
+			c.s.log.Debug("communication: reply to another node not sent", "node", e.From, "error", err)
+		}
 	}()
 }
 
@@ -347,7 +408,7 @@ type clusterHandler struct{ c *cluster }
 func (h clusterHandler) Receive(msg []byte) {
 	c := h.c
 	var e envelope
-	if err := msgpack.Unmarshal(msg, &e); err != nil {
+	if err := parseEnvelope(msg, &e); err != nil {
 		c.s.log.Warn("communication: malformed message from the cluster dropped", "error", err)
 		return
 	}
@@ -361,6 +422,8 @@ func (h clusterHandler) Receive(msg []byte) {
 		c.serveRequest(e)
 	case envSubCount, envSubSet, envSubAsk:
 		c.subscriptions().receive(e)
+	case envGone:
+		c.forgetWhere(e.Conn, "")
 	case envReply:
 		c.mu.Lock()
 		call := c.calls[e.ID]
@@ -382,6 +445,7 @@ func (h clusterHandler) Receive(msg []byte) {
 func (h clusterHandler) NodeLeft(node string, orphans []Location) {
 	c := h.c
 	c.fail(node, fmt.Errorf("the node %s holding the connection left the cluster", node))
+	c.forgetWhere("", node)
 	c.subscriptions().nodeLeft(node)
 	if len(orphans) > 0 {
 		c.s.log.Info("communication: a node left; marking its clients disconnected", "node", node, "clients", len(orphans))
@@ -403,6 +467,8 @@ func (h clusterHandler) NodeLeft(node string, orphans []Location) {
 func (h clusterHandler) LinkLost(err error) {
 	h.c.s.log.Warn("communication: lost the link to the cluster", "error", err)
 	h.c.fail("", fmt.Errorf("lost the link to the cluster: %w", err))
+	// Nodes may leave unseen meanwhile.
+	h.c.forgetWhere("", "")
 }
 
 // LinkRestored claims this node's connections again, and stores their

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -153,11 +154,14 @@ func (b *Backplane) Join(ctx context.Context, name string, h communication.Backp
 		b: b, k: k, name: name, h: h, ps: ps,
 		life: life, stop: stop,
 		inbox: make(chan func(), 1024),
+		out:   make(chan *publication, 1024),
+		all:   k.all(),
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.receive()
 	go n.deliver()
 	go n.heartbeat()
+	go n.publisher()
 	return n, nil
 }
 
@@ -172,6 +176,13 @@ type node struct {
 	life context.Context
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+	// out feeds the publisher, which sends what is waiting in one
+	// pipeline: with many messages in flight, a round trip to Redis
+	// carries many of them.
+	out chan *publication
+	// all and channels are the channel names, made once.
+	all      string
+	channels sync.Map // node name -> its channel
 	// inbox hands the handler's calls, in order, to one goroutine, so
 	// that a slow delivery does not stop the subscription being read.
 	inbox chan func()
@@ -181,35 +192,136 @@ type node struct {
 	leaveOnce sync.Once
 }
 
+// publication is one message waiting for the publisher.
+type publication struct {
+	ch   string
+	msg  []byte
+	done chan error
+}
+
+var publications = sync.Pool{New: func() any { return &publication{done: make(chan error, 1)} }}
+
+// maxPipeline bounds the messages of one pipeline.
+const maxPipeline = 256
+
 func (n *node) Publish(ctx context.Context, to string, msg []byte) error {
-	ch := n.k.all()
+	ch := n.all
 	if to != "" {
-		ch = n.k.node(to)
+		c, ok := n.channels.Load(to)
+		if !ok {
+			c, _ = n.channels.LoadOrStore(to, n.k.node(to))
+		}
+		ch = c.(string)
 	}
 	frame := make([]byte, 0, len(msg)+1)
 	frame = append(append(frame, frameMessage), msg...)
-	got, err := n.b.rdb.Publish(ctx, ch, frame).Result()
-	if err != nil {
-		return fmt.Errorf("redis: publishing: %w", err)
+	p := publications.Get().(*publication)
+	p.ch, p.msg = ch, frame
+	select {
+	case n.out <- p:
+	case <-ctx.Done():
+		publications.Put(p)
+		return ctx.Err()
+	case <-n.life.Done():
+		publications.Put(p)
+		return errors.New("redis: the node has left")
 	}
-	if to != "" && got == 0 {
-		return fmt.Errorf("%w: %q", communication.ErrNoSuchNode, to)
+	// The publisher always answers, also when it stops.
+	err := <-p.done
+	p.ch, p.msg = "", nil
+	publications.Put(p)
+	if errors.Is(err, errNoReceiver) {
+		if to != "" {
+			return fmt.Errorf("%w: %q", communication.ErrNoSuchNode, to)
+		}
+		return nil
 	}
-	return nil
+	return err
+}
+
+// errNoReceiver is a PUBLISH nobody received.
+var errNoReceiver = errors.New("no receiver")
+
+// publisher sends the waiting publications in pipelines, in the order
+// they came: messages from this node to another keep their order.
+func (n *node) publisher() {
+	defer n.wg.Done()
+	batch := make([]*publication, 0, maxPipeline)
+	cmds := make([]*goredis.IntCmd, 0, maxPipeline)
+	for {
+		batch = batch[:0]
+		select {
+		case p := <-n.out:
+			batch = append(batch, p)
+		case <-n.life.Done():
+			n.drainPublications(errors.New("redis: the node has left"))
+			return
+		}
+		// Let the publishers that are ready queue theirs first: one
+		// round trip then carries several.
+		runtime.Gosched()
+	more:
+		for len(batch) < maxPipeline {
+			select {
+			case p := <-n.out:
+				batch = append(batch, p)
+			default:
+				break more
+			}
+		}
+		ctx, cancel := context.WithTimeout(n.life, n.b.cfg.nodeTimeout)
+		cmds = cmds[:0]
+		_, err := n.b.rdb.Pipelined(ctx, func(pl goredis.Pipeliner) error {
+			for _, p := range batch {
+				cmds = append(cmds, pl.Publish(ctx, p.ch, p.msg))
+			}
+			return nil
+		})
+		cancel()
+		for i, p := range batch {
+			switch {
+			case i < len(cmds) && cmds[i].Err() == nil && cmds[i].Val() == 0:
+				p.done <- errNoReceiver
+			case i < len(cmds) && cmds[i].Err() == nil:
+				p.done <- nil
+			case i < len(cmds):
+				p.done <- fmt.Errorf("redis: publishing: %w", cmds[i].Err())
+			default:
+				p.done <- fmt.Errorf("redis: publishing: %w", err)
+			}
+		}
+	}
+}
+
+// drainPublications answers what is still waiting when the node stops.
+func (n *node) drainPublications(err error) {
+	for {
+		select {
+		case p := <-n.out:
+			p.done <- err
+		default:
+			return
+		}
+	}
 }
 
 // claimScript records a connection: its location, the node's set of held
 // connections, and the instance's newest connection.
+// The node is (re)entered in the set of nodes too, so that a node that
+// dies holding connections is noticed even when Redis lost its heartbeat
+// (a restart) before it died.
 var claimScript = goredis.NewScript(`
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4]) end
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
 return 1`)
 
 func (n *node) Claim(ctx context.Context, c communication.Location) error {
 	err := claimScript.Run(ctx, n.b.rdb,
-		[]string{n.k.conn(c.ConnectionID), n.k.held(n.name), n.k.instance(c.Instance)},
-		location(n.name, c.Instance), c.ConnectionID, c.Instance, location(n.name, c.ConnectionID)).Err()
+		[]string{n.k.conn(c.ConnectionID), n.k.held(n.name), n.k.instance(c.Instance), n.k.nodes()},
+		location(n.name, c.Instance), c.ConnectionID, c.Instance, location(n.name, c.ConnectionID),
+		time.Now().UnixMilli(), n.name).Err()
 	if err != nil {
 		return fmt.Errorf("redis: claiming %s: %w", c.ConnectionID, err)
 	}
@@ -234,16 +346,23 @@ func (n *node) Release(ctx context.Context, c communication.Location) error {
 	return nil
 }
 
+// locateScript returns where a connection or instance is held, when its
+// node is alive: one round trip.
+var locateScript = goredis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local node = string.match(v, '^([^%z]*)')
+if redis.call('EXISTS', ARGV[1] .. node) == 1 then return v end
+return false`)
+
 // Locate implements communication.BackplaneNode. A connection held by a
 // node that is no longer alive is not found.
 func (n *node) Locate(ctx context.Context, connectionID, instance string) (communication.Location, bool, error) {
-	var v string
-	var err error
+	key := n.k.instance(instance)
 	if connectionID != "" {
-		v, err = n.b.rdb.Get(ctx, n.k.conn(connectionID)).Result()
-	} else {
-		v, err = n.b.rdb.Get(ctx, n.k.instance(instance)).Result()
+		key = n.k.conn(connectionID)
 	}
+	v, err := locateScript.Run(ctx, n.b.rdb, []string{key}, n.k.alive("")).Text()
 	if errors.Is(err, goredis.Nil) {
 		return communication.Location{}, false, nil
 	}
@@ -256,11 +375,7 @@ func (n *node) Locate(ctx context.Context, connectionID, instance string) (commu
 	} else {
 		l.Node, l.ConnectionID = splitLocation(v)
 	}
-	alive, err := n.b.rdb.Exists(ctx, n.k.alive(l.Node)).Result()
-	if err != nil {
-		return communication.Location{}, false, fmt.Errorf("redis: locating: %w", err)
-	}
-	return l, alive == 1, nil
+	return l, true, nil
 }
 
 // Leave implements communication.BackplaneNode: the node stops, forgets

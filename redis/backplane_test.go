@@ -3,8 +3,11 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -48,6 +51,21 @@ type fleetClient struct {
 	hang  chan struct{}
 }
 
+// testLogger logs to the test output when COMM_LOG is set.
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("COMM_LOG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -57,7 +75,7 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 func newNode(t *testing.T, addr, name string, opts ...communication.ServerOption) *node {
 	t.Helper()
 	rdb := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
-	bp, err := redis.NewBackplane(rdb, redis.WithHeartbeat(200*time.Millisecond), redis.WithNodeTimeout(2*time.Second))
+	bp, err := redis.NewBackplane(rdb, redis.WithHeartbeat(200*time.Millisecond), redis.WithNodeTimeout(2*time.Second), redis.WithLogger(testLogger(t)))
 	require.NoError(t, err)
 	opts = append([]communication.ServerOption{communication.WithBackplane(bp), communication.WithNodeName(name)}, opts...)
 	srv, err := communication.AddServer(opts...)

@@ -1,0 +1,38 @@
+package communication
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	for _, e := range []envelope{
+		{Kind: envBroadcast, From: "a", Type: "T", Payload: []byte(`{"N":1}`)},
+		{Kind: envRequest, From: "node-1", ID: 1 << 40, Conn: "c", Instance: "i", Type: "T", Payload: []byte("{}"), RespName: "R", Deadline: 1764720000000},
+		{Kind: envReply, From: "b", ID: 7, Err: replyRemote, Code: CodeHandlerError, Message: "boom"},
+		{Kind: envSubSet, From: "c", Subs: []subEntry{{Topic: "T", Key: "k", Count: 2}, {Topic: "U", Count: 1}}},
+		{Kind: envSubAsk},
+	} {
+		var got envelope
+		require.NoError(t, parseEnvelope(appendEnvelope(nil, &e), &got))
+		require.Equal(t, e, got)
+	}
+}
+
+// FuzzEnvelope: any bytes decode or fail cleanly, and what decodes encodes
+// back to the same envelope.
+func FuzzEnvelope(f *testing.F) {
+	f.Add(appendEnvelope(nil, &envelope{Kind: envRequest, From: "a", ID: 3, Conn: "c", Type: "T", Payload: []byte("{}"), Deadline: -5}))
+	f.Add(appendEnvelope(nil, &envelope{Kind: envSubSet, Subs: []subEntry{{Topic: "T", Key: "k", Count: 1}}}))
+	f.Add([]byte{envelopeVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var e envelope
+		if parseEnvelope(b, &e) != nil {
+			return
+		}
+		var again envelope
+		require.NoError(t, parseEnvelope(appendEnvelope(nil, &e), &again))
+		require.Equal(t, e, again)
+	})
+}
