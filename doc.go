@@ -20,10 +20,13 @@
 //
 // # Client
 //
-// AddClient builds a [Client]; Start connects and the client stays
-// connected, reconnecting along its delays (0s, 2s, 10s, 30s, then every
-// 30s) until Close. Its state is observable with WithStateHandler and
-// IsConnected.
+// AddClient builds a [Client]. Start either connects and returns nil, or
+// returns an error and leaves nothing running. Once connected, the client
+// stays connected, reconnecting along its delays (0s, 2s, 10s, 30s, then
+// every 30s, each jittered by ±50%) until Close; the delays start again
+// from the first only after a connection that lasted. Its state, with the
+// cause of every change, is observable with WithStateHandler and
+// IsConnected. Each Client has its own instance id (X-Client-Instance).
 //
 //	c, err := communication.AddClient(communication.WithServerAddress("https://host:5001"))
 //	err = c.Start(ctx)
@@ -116,6 +119,18 @@
 // matches both ErrConnectionLost and ErrSlowConsumer); a failure reported
 // by the remote side is a [*RemoteError]. A handler that panics is answered
 // with an error and never takes the process down.
+//
+// # Scale-out
+//
+// [WithBackplane] joins Servers into a cluster: [Server.PostAll] reaches the
+// clients of every node, [Server.Post], [Server.PostToInstance],
+// [Server.To] and [Server.ToInstance] reach a client wherever it is
+// connected (the node that holds it runs the request), and subscription
+// counts are cluster-wide. Requests fail at once when nobody holds the
+// connection, when its client or node leaves, and when this node loses the
+// cluster. [MemoryBackplane] joins the Servers of one process; the module
+// github.com/tharga/communication-go/redis joins processes over Redis, and
+// keeps client records there. Delivery between nodes is at most once.
 //
 // # Transport
 //
