@@ -205,7 +205,18 @@ func (c *cluster) post(ctx context.Context, l Location, msg any) error {
 	if err != nil {
 		return err
 	}
-	return c.publish(ctx, at.Node, &envelope{Kind: envPost, Conn: at.ConnectionID, Type: w.Type, Payload: w.Payload})
+	err = c.publish(ctx, at.Node, &envelope{Kind: envPost, Conn: at.ConnectionID, Type: w.Type, Payload: w.Payload})
+	return c.gone(at, err)
+}
+
+// gone turns a publication to a node that is no longer in the cluster into
+// ErrNotConnected, and forgets where the connection was.
+func (c *cluster) gone(at Location, err error) error {
+	if errors.Is(err, ErrNoSuchNode) {
+		c.forgetWhere(at.ConnectionID, "")
+		return fmt.Errorf("%w: %w", notConnected(at), err)
+	}
+	return err
 }
 
 func (c *cluster) broadcast(ctx context.Context, w *wire.Wrapper) error {
@@ -255,7 +266,9 @@ func (r remoteRequester) request(ctx context.Context, req any, respType reflect.
 		Kind: envRequest, ID: id, Conn: at.ConnectionID, Type: w.Type, Payload: w.Payload,
 		RespName: c.s.h.nameOf(respType), Deadline: dl.UnixMilli(),
 	})
-	if err != nil {
+	if err := c.gone(at, err); errors.Is(err, ErrNotConnected) {
+		return wire.Wrapper{}, err
+	} else if err != nil {
 		return wire.Wrapper{}, fmt.Errorf("%w: publishing the request: %w", ErrConnectionLost, err)
 	}
 	select {
