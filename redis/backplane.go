@@ -226,8 +226,14 @@ func (n *node) Publish(ctx context.Context, to string, msg []byte) error {
 		publications.Put(p)
 		return errors.New("redis: the node has left")
 	}
-	// The publisher always answers, also when it stops.
-	err := <-p.done
+	var err error
+	select {
+	case err = <-p.done:
+	case <-n.life.Done():
+		// The publisher may have stopped before it took p (or may still
+		// answer it): p is not reused.
+		return errors.New("redis: the node has left")
+	}
 	p.ch, p.msg = "", nil
 	publications.Put(p)
 	if errors.Is(err, errNoReceiver) {
