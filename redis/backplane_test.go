@@ -220,9 +220,35 @@ func TestRedisCluster(t *testing.T) {
 	})
 }
 
+// hangOn sends from a request to c that its handler never answers, and
+// returns once the handler has it; the request's outcome comes on the
+// channel.
+func hangOn(t *testing.T, from *node, c *fleetClient) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := communication.Send[HangBack](ctxT(t, time.Minute), from.To(c.ConnectionID()), Hang{})
+		done <- err
+	}()
+	<-c.hang
+	return done
+}
+
+// requireLost waits for a request to fail with ErrConnectionLost, long
+// before its own deadline.
+func requireLost(t *testing.T, done <-chan error, why string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, communication.ErrConnectionLost)
+	case <-time.After(20 * time.Second):
+		t.Fatal(why)
+	}
+}
+
 // TestRedisNodeDies: a request pending on a node that dies (it stops
 // answering and stops renewing its liveness) fails within the node
-// timeout, and the node's clients reconnect to the survivors.
+// timeout, and the dead node's connections are forgotten.
 func TestRedisNodeDies(t *testing.T) {
 	rs := redistest.Start(t)
 	a := newNode(t, rs.Addr, "a")
@@ -230,22 +256,12 @@ func TestRedisNodeDies(t *testing.T) {
 	c := connect(t, b, 1)
 	located(t, a, c)
 
-	done := make(chan error, 1)
-	go func() {
-		_, err := communication.Send[HangBack](ctxT(t, time.Minute), a.To(c.ConnectionID()), Hang{})
-		done <- err
-	}()
-	<-c.hang
+	done := hangOn(t, a, c)
 	// b dies: its link to Redis and its clients' connections are cut at
 	// once, with no goodbye.
 	require.NoError(t, b.rdb.Close())
 	b.http.CloseClientConnections()
-	select {
-	case err := <-done:
-		require.ErrorIs(t, err, communication.ErrConnectionLost)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the request outlived its node by far more than the node timeout")
-	}
+	requireLost(t, done, "the request outlived its node by far more than the node timeout")
 	_, err := communication.Send[EchoBack](ctxT(t, 5*time.Second), a.To(c.ConnectionID()), Echo{})
 	require.ErrorIs(t, err, communication.ErrNotConnected, "the dead node's connections are forgotten")
 }
@@ -260,19 +276,9 @@ func TestRedisRestart(t *testing.T) {
 	c := connect(t, b, 1)
 	located(t, a, c)
 
-	done := make(chan error, 1)
-	go func() {
-		_, err := communication.Send[HangBack](ctxT(t, time.Minute), a.To(c.ConnectionID()), Hang{})
-		done <- err
-	}()
-	<-c.hang
+	done := hangOn(t, a, c)
 	rs.Kill()
-	select {
-	case err := <-done:
-		require.ErrorIs(t, err, communication.ErrConnectionLost)
-	case <-time.After(20 * time.Second):
-		t.Fatal("a request in flight outlived the link")
-	}
+	requireLost(t, done, "a request in flight outlived the link")
 	rs.Restart()
 	located(t, a, c)
 	got, err := communication.Send[EchoBack](ctxT(t, 10*time.Second), a.To(c.ConnectionID()), Echo{N: 5})
