@@ -42,7 +42,6 @@ type envelope struct {
 	From     string
 	ID       uint64
 	Conn     string
-	Instance string
 	Type     string
 	Payload  []byte
 	RespName string
@@ -334,38 +333,34 @@ func replyTo(w wire.Wrapper, err error) envelope {
 // serveRequest runs a request another node sent for a connection of this
 // node, and publishes the reply.
 func (c *cluster) serveRequest(e envelope) {
-	reply := func(rep envelope) {
-		rep.ID = e.ID
-		// Within the request's deadline: past it nobody waits.
-		ctx, cancel := context.WithDeadline(c.s.ctx, time.UnixMilli(e.Deadline))
+	// Everything happens within the request's deadline: past it nobody
+	// waits for the reply.
+	ctx, cancel := context.WithDeadline(c.s.ctx, time.UnixMilli(e.Deadline))
+	reply := func(w wire.Wrapper, err error) {
 		defer cancel()
+		rep := replyTo(w, err)
+		rep.ID = e.ID
 		if err := c.publish(ctx, e.From, &rep); err != nil {
 			c.s.log.Debug("communication: reply to another node not sent", "node", e.From, "error", err)
 		}
 	}
 	sc := c.s.conn(e.Conn)
 	if sc == nil {
-		reply(replyTo(wire.Wrapper{}, notConnected(Location{ConnectionID: e.Conn})))
+		reply(wire.Wrapper{}, notConnected(Location{ConnectionID: e.Conn}))
 		return
 	}
 	if ok, _ := c.served.tryAcquire(); !ok {
-		reply(envelope{Kind: envReply, Err: replyFailed, Message: "the node holding the connection has too many requests from other nodes in flight"})
+		reply(wire.Wrapper{}, errTooManyRemote)
 		return
 	}
 	go func() {
 		defer c.served.release()
-		ctx, cancel := context.WithDeadline(c.s.ctx, time.UnixMilli(e.Deadline))
-		defer cancel()
-		w, err := sc.peer.requestWrapper(ctx, wire.Wrapper{Type: e.Type, Payload: e.Payload}, e.RespName)
-		rep := replyTo(w, err)
-		rep.ID, rep.From = e.ID, c.name
-		// The request's context, still within its deadline: past it
-		// nobody waits for the reply.
-		if err := c.node.Publish(ctx, e.From, appendEnvelope(nil, &rep)); err != nil {
-			c.s.log.Debug("communication: reply to another node not sent", "node", e.From, "error", err)
-		}
+		reply(sc.peer.requestWrapper(ctx, wire.Wrapper{Type: e.Type, Payload: e.Payload}, e.RespName))
 	}()
 }
+
+// errTooManyRemote refuses a request from another node past maxServedRemote.
+var errTooManyRemote = errors.New("communication: the node holding the connection has too many requests from other nodes in flight")
 
 // deliver posts an encoded message that another node sent to a connection
 // of this node. It waits for room at most a write timeout: the inbox of

@@ -21,7 +21,7 @@ func appendEnvelope(b []byte, e *envelope) []byte {
 		b = appendEnvString(b, s)
 	}
 	b = binary.AppendUvarint(b, e.ID)
-	for _, s := range [...]string{e.Conn, e.Instance, e.Type} {
+	for _, s := range [...]string{e.Conn, e.Type} {
 		b = appendEnvString(b, s)
 	}
 	b = binary.AppendUvarint(b, uint64(len(e.Payload)))
@@ -101,7 +101,7 @@ func parseEnvelope(msg []byte, e *envelope) error {
 	r := envReader{b: msg[1:]}
 	e.Kind, e.From = r.string(), r.string()
 	e.ID = r.uvarint()
-	e.Conn, e.Instance, e.Type = r.string(), r.string(), r.string()
+	e.Conn, e.Type = r.string(), r.string()
 	if p := r.bytes(); len(p) > 0 {
 		e.Payload = p
 	}

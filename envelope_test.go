@@ -9,7 +9,7 @@ import (
 func TestEnvelopeRoundTrip(t *testing.T) {
 	for _, e := range []envelope{
 		{Kind: envBroadcast, From: "a", Type: "T", Payload: []byte(`{"N":1}`)},
-		{Kind: envRequest, From: "node-1", ID: 1 << 40, Conn: "c", Instance: "i", Type: "T", Payload: []byte("{}"), RespName: "R", Deadline: 1764720000000},
+		{Kind: envRequest, From: "node-1", ID: 1 << 40, Conn: "c", Type: "T", Payload: []byte("{}"), RespName: "R", Deadline: 1764720000000},
 		{Kind: envReply, From: "b", ID: 7, Err: replyRemote, Code: CodeHandlerError, Message: "boom"},
 		{Kind: envSubSet, From: "c", Subs: []subEntry{{Topic: "T", Key: "k", Count: 2}, {Topic: "U", Count: 1}}},
 		{Kind: envSubAsk},
