@@ -35,9 +35,9 @@ type negotiation struct {
 // what a record stores, each value bounded and copied out of the request,
 // so that a negotiate with huge headers keeps nothing of them.
 type connInfo struct {
-	instance, machine, typ, version string
-	correlation                     bool // it echoes correlation ids
-	maxMessage                      int  // what it accepts; 0 unknown
+	instance, machine, typ, version string // instance: a UUID, or ""
+	correlation                     bool   // it echoes correlation ids
+	maxMessage                      int    // what it accepts; 0 unknown
 	remoteAddr                      string
 	key                             KeyInfo
 }
@@ -53,8 +53,12 @@ func infoFrom(r *http.Request) connInfo {
 		return strings.Clone(v)
 	}
 	n, _ := strconv.Atoi(r.Header.Get(maxMessageHeader))
+	inst := get(HeaderClientInstance)
+	if _, err := uuid.Parse(inst); err != nil {
+		inst = "" // absent or not a UUID: the client is keyed by connection
+	}
 	return connInfo{
-		instance:    get(HeaderClientInstance),
+		instance:    inst,
 		machine:     get(HeaderClientMachine),
 		typ:         get(HeaderClientType),
 		version:     get(HeaderClientVersion),
@@ -67,12 +71,8 @@ func infoFrom(r *http.Request) connInfo {
 // recordFrom builds the bookkeeping of a new connection from what the
 // client said when it connected.
 func recordFrom(connID string, info connInfo, now time.Time) ClientRecord {
-	inst := info.instance
-	if _, err := uuid.Parse(inst); err != nil {
-		inst = "" // absent or not a UUID: keyed by connection
-	}
 	return ClientRecord{
-		Instance:     inst,
+		Instance:     info.instance,
 		ConnectionID: connID,
 		Machine:      info.machine,
 		Type:         info.typ,
@@ -164,14 +164,6 @@ func (t *negotiations) take(key string) (negotiation, bool) {
 	return *e, true
 }
 
-// has reports whether key is a live negotiation, without taking it.
-func (t *negotiations) has(key string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.byKey[key]
-	return ok && time.Now().Before(e.expires)
-}
-
 func (t *negotiations) tick() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -227,13 +219,6 @@ func (t *negotiations) close() {
 	}
 	clear(t.byKey)
 	t.order, t.head = nil, 0
-}
-
-// len returns how many negotiations are remembered.
-func (t *negotiations) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.byKey)
 }
 
 // negotiateResponse is SignalR's negotiate answer.

@@ -534,10 +534,11 @@ func (s *Server) Post(ctx context.Context, connectionID string, msg any) error {
 	if sc := s.conn(connectionID); sc != nil {
 		return sc.peer.post(ctx, msg)
 	}
+	l := Location{ConnectionID: connectionID}
 	if s.cluster == nil {
-		return fmt.Errorf("%w: no connection %q", ErrNotConnected, connectionID)
+		return notConnected(l)
 	}
-	return s.cluster.post(ctx, Location{ConnectionID: connectionID}, msg)
+	return s.cluster.post(ctx, l, msg)
 }
 
 // PostToInstance sends msg to the client with the given instance
@@ -550,10 +551,11 @@ func (s *Server) PostToInstance(ctx context.Context, instance string, msg any) e
 	if sc := s.byInstance(instance); sc != nil {
 		return sc.peer.post(ctx, msg)
 	}
+	l := Location{Instance: instance}
 	if s.cluster == nil {
-		return fmt.Errorf("%w: no client with instance %q", ErrNotConnected, instance)
+		return notConnected(l)
 	}
-	return s.cluster.post(ctx, Location{Instance: instance}, msg)
+	return s.cluster.post(ctx, l, msg)
 }
 
 // PostAll sends msg to every connected client, of every node with a
