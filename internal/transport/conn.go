@@ -311,7 +311,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	isClose := isCloseFrame(p, c.Protocol())
-	how := admitDrop
+	how := admitTry // a ping that finds the queue full is dropped
 	if isClose {
 		how = admitAlways
 	}
@@ -395,7 +395,6 @@ type admit uint8
 const (
 	admitWait   admit = iota // wait for room until ctx ends
 	admitTry                 // ErrQueueFull
-	admitDrop                // ErrQueueFull, and the caller drops the frame
 	admitAlways              // queue it anyway (a close message, once)
 )
 

@@ -281,9 +281,6 @@ func (s *SSE) close() {
 	})
 }
 
-// Done is closed when the session has ended.
-func (s *SSE) Done() <-chan struct{} { return s.done }
-
 // Finish waits for a write in progress to end and lets none start: after
 // it, the GET handler may return, as nobody uses its ResponseWriter any
 // more.
