@@ -90,6 +90,7 @@ type Conn struct {
 	closeErr error
 	closing  bool      // a close frame was queued: close once flushed
 	writeAt  time.Time // when the write in progress started; zero when none
+	stalled  bool      // a write ran out its timeout: the peer does not read
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -252,10 +253,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 // readFailed ends the connection over a failed read. A write that times
 // out closes the socket under the reader too: when a write has been stuck
-// for half the write timeout, the reason is the slow consumer, not the
-// reader's "use of closed network connection".
+// for half the write timeout, or one has run out its timeout, the reason
+// is the slow consumer, not the reader's "use of closed network
+// connection". The flag covers the moment between the write's return and
+// the writer's own Close, when no write is in progress any more.
 func (c *Conn) readFailed(err error) {
-	if c.Stalled(c.writeTimeout() / 2) {
+	if c.isStalled() || c.Stalled(c.writeTimeout()/2) {
 		err = fmt.Errorf("%w: a write did not complete in %v (%w)", ErrStalled, c.writeTimeout(), err)
 	}
 	c.Close(err)
@@ -500,11 +503,14 @@ func (c *Conn) writeBatches(binary bool, buf []byte) error {
 		c.mu.Unlock()
 		err := c.link.write(ctx, binary, buf[:n])
 		c.mu.Lock()
+		if err != nil && time.Since(c.writeAt) >= c.writeTimeout() {
+			c.stalled = true
+		}
 		c.writeAt = time.Time{}
 		c.mu.Unlock()
 		cancel()
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
+			if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil || c.isStalled() {
 				return fmt.Errorf("%w: a write did not complete in %v", ErrStalled, c.writeTimeout())
 			}
 			return err
@@ -547,6 +553,12 @@ func (c *Conn) Stalled(d time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return !c.writeAt.IsZero() && time.Since(c.writeAt) > d
+}
+
+func (c *Conn) isStalled() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stalled
 }
 
 func (c *Conn) writeTimeout() time.Duration {
