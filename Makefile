@@ -42,6 +42,9 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
 			echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 		done; \
 	done
+	@for t in $$($(GO) -C redis test -list '^Fuzz' . | grep ^Fuzz); do \
+		echo "fuzz redis $$t"; $(GO) -C redis test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) . || exit 1; \
+	done
 
 soak: ## Soak: SOAK_CLIENTS (500) clients posting and requesting both ways with churn for SOAK_DURATION (5m).
 	SOAK_CLIENTS=$(SOAK_CLIENTS) SOAK_DURATION=$(SOAK_DURATION) $(GO) test -race -count=1 -run '^TestSoak$$' -timeout 0 -v .

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -108,7 +109,16 @@ func NewBackplane(rdb goredis.UniversalClient, opts ...BackplaneOption) (*Backpl
 const (
 	frameMessage  = 'm' // a node's message, for BackplaneHandler.Receive
 	frameNodeLeft = 'l' // a node left; the rest is its name
+	// frameBatch carries several messages for one channel, in order, each
+	// as its length (uvarint) and its bytes: with many messages in flight
+	// between two nodes, one PUBLISH and one delivery carry many, which
+	// spares Redis and both ends most of their work per message.
+	frameBatch = 'b'
 )
+
+// maxBatchFrame bounds a batch frame's bytes; a message larger than it
+// travels alone.
+const maxBatchFrame = 256 << 10
 
 // keys names the Redis keys and channels of a cluster.
 type keys struct{ p string }
@@ -250,10 +260,16 @@ var errNoReceiver = errors.New("no receiver")
 
 // publisher sends the waiting publications in pipelines, in the order
 // they came: messages from this node to another keep their order.
+// Publications to one channel that wait together travel as one batch
+// frame.
 func (n *node) publisher() {
 	defer n.wg.Done()
-	batch := make([]*publication, 0, maxPipeline)
-	cmds := make([]*goredis.IntCmd, 0, maxPipeline)
+	var (
+		batch  = make([]*publication, 0, maxPipeline)
+		groups []group
+		cmds   = make([]*goredis.IntCmd, 0, maxPipeline)
+		frames [][]byte // the batch frames' buffers, kept for the next round
+	)
 	for {
 		batch = batch[:0]
 		select {
@@ -275,28 +291,105 @@ func (n *node) publisher() {
 				break more
 			}
 		}
+		groups, frames = groupPublications(batch, groups[:0], frames)
 		ctx, cancel := context.WithTimeout(n.life, n.b.cfg.nodeTimeout)
 		cmds = cmds[:0]
 		_, err := n.b.rdb.Pipelined(ctx, func(pl goredis.Pipeliner) error {
-			for _, p := range batch {
-				cmds = append(cmds, pl.Publish(ctx, p.ch, p.msg))
+			for _, g := range groups {
+				cmds = append(cmds, pl.Publish(ctx, g.ch, g.frame))
 			}
 			return nil
 		})
 		cancel()
-		for i, p := range batch {
+		for i, g := range groups {
+			var perr error
 			switch {
 			case i < len(cmds) && cmds[i].Err() == nil && cmds[i].Val() == 0:
-				p.done <- errNoReceiver
+				perr = errNoReceiver
 			case i < len(cmds) && cmds[i].Err() == nil:
-				p.done <- nil
 			case i < len(cmds):
-				p.done <- fmt.Errorf("redis: publishing: %w", cmds[i].Err())
+				perr = fmt.Errorf("redis: publishing: %w", cmds[i].Err())
 			default:
-				p.done <- fmt.Errorf("redis: publishing: %w", err)
+				perr = fmt.Errorf("redis: publishing: %w", err)
+			}
+			for _, p := range batch[g.from:g.to] {
+				if p != nil {
+					p.done <- perr
+				}
+			}
+		}
+		clear(batch)
+	}
+}
+
+// group is one PUBLISH: the publications batch[from:to] that share a
+// channel (the others in that range are nil), in one frame.
+type group struct {
+	ch       string
+	frame    []byte
+	from, to int
+}
+
+// groupPublications gathers batch into one group per channel and batch
+// frame, keeping the order of each channel's publications. It reorders
+// batch so that each group's publications are contiguous, and reuses the
+// frames' buffers.
+func groupPublications(batch []*publication, groups []group, frames [][]byte) ([]group, [][]byte) {
+	if len(batch) == 1 {
+		return append(groups, group{ch: batch[0].ch, frame: batch[0].msg, from: 0, to: 1}), frames
+	}
+	// Stable partition by channel, in order of first appearance: few
+	// channels (one per node) make this cheap.
+	sorted := make([]*publication, 0, len(batch))
+	for i, p := range batch {
+		if p == nil {
+			continue
+		}
+		ch := p.ch
+		for _, q := range batch[i:] {
+			if q != nil && q.ch == ch {
+				sorted = append(sorted, q)
+			}
+		}
+		for j := i; j < len(batch); j++ {
+			if batch[j] != nil && batch[j].ch == ch {
+				batch[j] = nil
 			}
 		}
 	}
+	copy(batch, sorted)
+	used := 0
+	for i := 0; i < len(batch); {
+		j := i + 1
+		size := len(batch[i].msg)
+		for j < len(batch) && batch[j].ch == batch[i].ch && size+len(batch[j].msg)+binary.MaxVarintLen32 <= maxBatchFrame {
+			size += len(batch[j].msg) + binary.MaxVarintLen32
+			j++
+		}
+		if j-i == 1 {
+			groups = append(groups, group{ch: batch[i].ch, frame: batch[i].msg, from: i, to: j})
+			i = j
+			continue
+		}
+		if used == len(frames) {
+			frames = append(frames, nil)
+		}
+		f := append(frames[used][:0], frameBatch)
+		for _, p := range batch[i:j] {
+			m := p.msg[1:] // without its frameMessage byte
+			f = binary.AppendUvarint(f, uint64(len(m)))
+			f = append(f, m...)
+		}
+		if cap(f) > 2*maxBatchFrame {
+			frames[used] = nil // an outsized buffer is not kept
+		} else {
+			frames[used] = f
+		}
+		used++
+		groups = append(groups, group{ch: batch[i].ch, frame: f, from: i, to: j})
+		i = j
+	}
+	return groups, frames
 }
 
 // drainPublications answers what is still waiting when the node stops.
@@ -504,6 +597,18 @@ func (n *node) frame(p string) {
 	case frameMessage:
 		b := []byte(p[1:])
 		n.handle(func() { n.h.Receive(b) })
+	case frameBatch:
+		msgs, err := splitBatch([]byte(p[1:]))
+		if err != nil {
+			n.b.cfg.log.Warn("redis: malformed batch from the cluster dropped", "node", n.name, "error", err)
+		}
+		if len(msgs) > 0 {
+			n.handle(func() {
+				for _, m := range msgs {
+					n.h.Receive(m)
+				}
+			})
+		}
 	case frameNodeLeft:
 		name := p[1:]
 		if name == n.name {
@@ -514,6 +619,22 @@ func (n *node) frame(p string) {
 		}
 		n.handle(func() { n.h.NodeLeft(name, nil) })
 	}
+}
+
+// splitBatch returns the messages of a batch frame's body, sharing its
+// bytes; on a malformed body, those before the fault and the error.
+func splitBatch(b []byte) ([][]byte, error) {
+	msgs := make([][]byte, 0, 8)
+	for len(b) > 0 {
+		size, n := binary.Uvarint(b)
+		if n <= 0 || size > uint64(len(b)-n) {
+			return msgs, errors.New("a message's length runs past the frame")
+		}
+		b = b[n:]
+		msgs = append(msgs, b[:size:size])
+		b = b[size:]
+	}
+	return msgs, nil
 }
 
 // heartbeat renews the node's liveness and takes over nodes that stopped.
