@@ -35,14 +35,14 @@ const DefaultRetention = 24 * time.Hour
 // connection, under its key; the server goes on serving a new connection
 // only once its record is stored, so a handler of the connection finds it.
 //
-// OnClientConnected and OnClientDisconnected run on a goroutine of their
-// own, after the transition is stored, so that the connection keeps being
-// served meanwhile: OnClientConnected may Send or Post to the new client
-// and wait for its answer. The events of one key run one at a time, in the
-// order of their transitions: a connection's disconnect event never starts
-// before its connect event ended. Events of different keys run in
-// parallel. A message from a new client may be handled before or while its
-// OnClientConnected runs.
+// The functions of WithConnectHandler and WithDisconnectHandler run on a
+// goroutine of their own, after the transition is stored, so that the
+// connection keeps being served meanwhile: the connect handler may Send or
+// Post to the new client and wait for its answer. The events of one key
+// run one at a time, in the order of their transitions: a connection's
+// disconnect event never starts before its connect event ended. Events of
+// different keys run in parallel. A message from a new client may be
+// handled before or while its connect handler runs.
 //
 // A callback that panics is recovered and logged.
 type ClientState[T any] struct {
@@ -84,7 +84,7 @@ func WithBuildDisconnect[T any](f func(ctx context.Context, c ClientEntry[T]) (T
 	return func(s *ClientState[T]) { s.buildDisconnect = f }
 }
 
-// OnClientConnected sets a function called once per connection, after its
+// WithConnectHandler sets a function called once per connection, after its
 // record is stored. It runs on a goroutine of its own, after the earlier
 // events of the same client and before its later ones (see [ClientState]),
 // while the connection is already serving: it may Send or Post to the new
@@ -92,16 +92,16 @@ func WithBuildDisconnect[T any](f func(ctx context.Context, c ClientEntry[T]) (T
 // connect had left (the server gives a connect its handshake timeout),
 // counted from when the event starts, and is cancelled if the server's
 // Shutdown gives up waiting for events. Default: none.
-func OnClientConnected[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption[T] {
+func WithConnectHandler[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption[T] {
 	return func(s *ClientState[T]) { s.onConnect = f }
 }
 
-// OnClientDisconnected sets a function called once per connection that
+// WithDisconnectHandler sets a function called once per connection that
 // ends, after its record is updated, even when a newer connection of the
-// same instance already took the record. Like OnClientConnected it runs
+// same instance already took the record. Like the connect handler it runs
 // on a goroutine of its own, after the connection's connect event ended.
 // Default: none.
-func OnClientDisconnected[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption[T] {
+func WithDisconnectHandler[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption[T] {
 	return func(s *ClientState[T]) { s.onDisconnect = f }
 }
 

@@ -39,7 +39,7 @@ func (l *keyLocks) size() int {
 func TestKeyLocksForgetIdleKeys(t *testing.T) {
 	var events atomic.Int32
 	count := func(context.Context, ClientEntry[int]) { events.Add(1) }
-	s := NewClientState(OnClientConnected(count), OnClientDisconnected(count))
+	s := NewClientState(WithConnectHandler(count), WithDisconnectHandler(count))
 	ctx := testCtx(t)
 	const n = 200
 	var wg sync.WaitGroup
@@ -65,7 +65,7 @@ func TestKeyLocksForgetIdleKeys(t *testing.T) {
 func TestWaitCancelsEventsWhenItGivesUp(t *testing.T) {
 	ctx := testCtx(t)
 	started := make(chan string, 2)
-	s := NewClientState(OnClientConnected(func(ectx context.Context, c ClientEntry[int]) {
+	s := NewClientState(WithConnectHandler(func(ectx context.Context, c ClientEntry[int]) {
 		started <- c.Instance
 		if c.Instance == "first" {
 			select {
@@ -96,7 +96,7 @@ func TestWaitCancelsEventsWhenItGivesUp(t *testing.T) {
 func TestEventContextOutlivesTheTransition(t *testing.T) {
 	type ctxKey struct{}
 	got := make(chan error, 1)
-	s := NewClientState(OnClientConnected(func(ectx context.Context, c ClientEntry[int]) {
+	s := NewClientState(WithConnectHandler(func(ectx context.Context, c ClientEntry[int]) {
 		if v, _ := ectx.Value(ctxKey{}).(string); v != "v" {
 			got <- fmt.Errorf("value lost: %q", v)
 			return
@@ -128,8 +128,8 @@ func TestPanickingEventKeepsTheQueueGoing(t *testing.T) {
 	ctx := testCtx(t)
 	disconnected := make(chan string, 1)
 	s := NewClientState(
-		OnClientConnected(func(context.Context, ClientEntry[int]) { panic("boom") }),
-		OnClientDisconnected(func(_ context.Context, c ClientEntry[int]) { disconnected <- c.ConnectionID }))
+		WithConnectHandler(func(context.Context, ClientEntry[int]) { panic("boom") }),
+		WithDisconnectHandler(func(_ context.Context, c ClientEntry[int]) { disconnected <- c.ConnectionID }))
 	rec := connectedRecord(uuid.NewString())
 	s.connect(ctx, rec)
 	s.disconnect(ctx, ended(rec))

@@ -83,7 +83,7 @@ func TestSendFromOnClientConnected(t *testing.T) {
 	var srv atomic.Pointer[communication.Server]
 	got := make(chan error, 1)
 	state := communication.NewClientState(
-		communication.OnClientConnected(func(ctx context.Context, c communication.ClientEntry[struct{}]) {
+		communication.WithConnectHandler(func(ctx context.Context, c communication.ClientEntry[struct{}]) {
 			pong, err := communication.Send[Pong](ctx, srv.Load().To(c.ConnectionID), Ping{Message: "welcome " + c.Machine})
 			if err == nil && pong.Reply != "welcome m1" {
 				err = fmt.Errorf("wrong answer %q", pong.Reply)
@@ -146,8 +146,8 @@ func TestEventsOfOneClientAreOrdered(t *testing.T) {
 			c.Data.Disconnects++
 			return c.Data, nil
 		}),
-		communication.OnClientConnected(func(ctx context.Context, c communication.ClientEntry[agentData]) { record(true, c) }),
-		communication.OnClientDisconnected(func(ctx context.Context, c communication.ClientEntry[agentData]) { record(false, c) }),
+		communication.WithConnectHandler(func(ctx context.Context, c communication.ClientEntry[agentData]) { record(true, c) }),
+		communication.WithDisconnectHandler(func(ctx context.Context, c communication.ClientEntry[agentData]) { record(false, c) }),
 	)
 	ts := newServer(t, communication.WithClientState(state))
 	instance := uuid.NewString()

@@ -39,12 +39,12 @@ func TestClientRecords(t *testing.T) {
 			c.Data.Disconnects++
 			return c.Data, nil
 		}),
-		communication.OnClientConnected(func(ctx context.Context, c communication.ClientEntry[agentData]) {
+		communication.WithConnectHandler(func(ctx context.Context, c communication.ClientEntry[agentData]) {
 			mu.Lock()
 			connects = append(connects, c)
 			mu.Unlock()
 		}),
-		communication.OnClientDisconnected(func(ctx context.Context, c communication.ClientEntry[agentData]) {
+		communication.WithDisconnectHandler(func(ctx context.Context, c communication.ClientEntry[agentData]) {
 			mu.Lock()
 			disconnects = append(disconnects, c)
 			mu.Unlock()

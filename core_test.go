@@ -87,14 +87,14 @@ func TestRequestBothWays(t *testing.T) {
 // direction, and checks that every answer reaches its own caller.
 func TestManyInFlight(t *testing.T) {
 	const n = 1000
-	ts := newServer(t, communication.WithMaxConcurrentRequests(1000))
+	ts := newServer(t, communication.WithMaxRequestsPerConnection(1000))
 	echo := communication.SendHandlerFunc[Echo, EchoBack](func(ctx context.Context, e Echo) (EchoBack, error) {
 		// Finish in an order unrelated to arrival.
 		time.Sleep(time.Duration((e.N*7919)%5) * time.Millisecond)
 		return EchoBack(e), nil
 	})
 	require.NoError(t, communication.HandleSend(ts.Handlers(), echo))
-	c := newClient(t, ts, communication.WithMaxConcurrentRequests(1000))
+	c := newClient(t, ts, communication.WithMaxRequestsPerConnection(1000))
 	require.NoError(t, communication.HandleSend(c.Handlers(), echo))
 	require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
 	waitConnected(t, ts, c.ConnectionID())
@@ -359,7 +359,7 @@ func TestRemoteErrors(t *testing.T) {
 
 func TestConcurrencyBound(t *testing.T) {
 	const bound = 4
-	ts := newServer(t, communication.WithMaxConcurrentRequests(bound))
+	ts := newServer(t, communication.WithMaxRequestsPerConnection(bound))
 	var running, peak atomic.Int32
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Echo, EchoBack](func(ctx context.Context, e Echo) (EchoBack, error) {
 		n := running.Add(1)
@@ -389,7 +389,7 @@ func TestConcurrencyBound(t *testing.T) {
 }
 
 func TestOptionsValidation(t *testing.T) {
-	_, err := communication.AddServer(communication.WithMaxMessageSize(10), communication.WithKeepAliveInterval(-1))
+	_, err := communication.AddServer(communication.WithMaxMessageBytes(10), communication.WithKeepAliveInterval(-1))
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "maximum message size")
 	require.Contains(t, err.Error(), "keep-alive")

@@ -88,11 +88,11 @@
 //
 // Posts from one sender are handled one at a time in the order they were
 // sent; posts to one connection are delivered in the order they were made.
-// Requests run concurrently, up to WithMaxConcurrentRequests per connection
+// Requests run concurrently, up to WithMaxRequestsPerConnection per connection
 // and WithMaxServerHandlers across the server; past either bound the
 // connection stops reading until a handler finishes (backpressure), and
 // stays connected meanwhile. The handlers of a connection that drops see
-// their context end. Sends are queued per connection up to WithSendQueue
+// their context end. Sends are queued per connection up to WithSendQueueBytes
 // bytes, and everything written to a connection counts against that bound.
 //
 // # Limits and hostile peers
@@ -100,7 +100,7 @@
 // Every resource a peer can make the server hold is bounded: negotiations
 // (kept until their transport request takes them, at most the handshake
 // timeout, and only the few identity values a record stores, each at most
-// 256 bytes); a hub message (WithMaxMessageSize: a larger one is skipped as
+// 256 bytes); a hub message (WithMaxMessageBytes: a larger one is skipped as
 // it arrives and dropped, whatever its size, and the connection goes on);
 // the bytes queued for a connection; the handlers running per connection
 // and across the server; the POSTs waiting on a server-sent-events session.

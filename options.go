@@ -10,16 +10,16 @@ import (
 
 // Defaults shared by Server and Client. Each option's doc names its default.
 const (
-	DefaultKeepAliveInterval     = 15 * time.Second
-	DefaultClientTimeout         = 30 * time.Second
-	DefaultHandshakeTimeout      = 15 * time.Second
-	DefaultMaxMessageSize        = 32 << 10
-	DefaultMaxConcurrentRequests = 64
-	DefaultSendTimeout           = 60 * time.Second
-	DefaultHandlerTimeout        = 60 * time.Second
-	DefaultSendQueueBytes        = 4 << 20
-	DefaultWriteTimeout          = 10 * time.Second
-	DefaultMaxServerHandlers     = 10_000
+	DefaultKeepAliveInterval        = 15 * time.Second
+	DefaultIdleTimeout              = 30 * time.Second
+	DefaultHandshakeTimeout         = 15 * time.Second
+	DefaultMaxMessageBytes          = 32 << 10
+	DefaultMaxRequestsPerConnection = 64
+	DefaultSendTimeout              = 60 * time.Second
+	DefaultHandlerTimeout           = 60 * time.Second
+	DefaultSendQueueBytes           = 4 << 20
+	DefaultWriteTimeout             = 10 * time.Second
+	DefaultMaxServerHandlers        = 10_000
 )
 
 // ServerOption configures a Server.
@@ -54,10 +54,10 @@ func defaultCommon() common {
 	return common{
 		logger:           slog.New(slog.DiscardHandler),
 		keepAlive:        DefaultKeepAliveInterval,
-		timeout:          DefaultClientTimeout,
+		timeout:          DefaultIdleTimeout,
 		handshakeTimeout: DefaultHandshakeTimeout,
-		maxMessage:       DefaultMaxMessageSize,
-		maxRequests:      DefaultMaxConcurrentRequests,
+		maxMessage:       DefaultMaxMessageBytes,
+		maxRequests:      DefaultMaxRequestsPerConnection,
 		sendTimeout:      DefaultSendTimeout,
 		handlerTimeout:   DefaultHandlerTimeout,
 		sendQueueBytes:   DefaultSendQueueBytes,
@@ -71,7 +71,7 @@ func (c *common) validate() error {
 		errs = append(errs, fmt.Errorf("keep-alive interval must be positive, got %v", c.keepAlive))
 	}
 	if c.timeout <= c.keepAlive {
-		errs = append(errs, fmt.Errorf("timeout (%v) must exceed the keep-alive interval (%v)", c.timeout, c.keepAlive))
+		errs = append(errs, fmt.Errorf("idle timeout (%v) must exceed the keep-alive interval (%v)", c.timeout, c.keepAlive))
 	}
 	if c.handshakeTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("handshake timeout must be positive, got %v", c.handshakeTimeout))
@@ -80,7 +80,7 @@ func (c *common) validate() error {
 		errs = append(errs, fmt.Errorf("maximum message size must be at least 1024 bytes, got %d", c.maxMessage))
 	}
 	if c.maxRequests < 1 {
-		errs = append(errs, fmt.Errorf("maximum concurrent requests must be at least 1, got %d", c.maxRequests))
+		errs = append(errs, fmt.Errorf("maximum requests per connection must be at least 1, got %d", c.maxRequests))
 	}
 	if c.sendTimeout <= 0 || c.handlerTimeout <= 0 || c.writeTimeout <= 0 {
 		errs = append(errs, errors.New("send, handler and write timeouts must be positive"))
@@ -120,10 +120,10 @@ func WithKeepAliveInterval(d time.Duration) Option {
 	return commonOption(func(c *common) { c.keepAlive = d })
 }
 
-// WithTimeout sets how long a connection may stay silent before it is
+// WithIdleTimeout sets how long a connection may stay silent before it is
 // considered dead (the server's client timeout; the client's server
 // timeout). It must exceed the peer's keep-alive interval. Default: 30s.
-func WithTimeout(d time.Duration) Option {
+func WithIdleTimeout(d time.Duration) Option {
 	return commonOption(func(c *common) { c.timeout = d })
 }
 
@@ -132,22 +132,22 @@ func WithHandshakeTimeout(d time.Duration) Option {
 	return commonOption(func(c *common) { c.handshakeTimeout = d })
 }
 
-// WithMaxMessageSize bounds one incoming hub message in bytes; a larger one
+// WithMaxMessageBytes bounds one incoming hub message in bytes; a larger one
 // is dropped with a logged warning and the connection goes on, whatever its
 // size (it is skipped as it arrives, never buffered). The bound is
 // announced to the other end when the connection is made, so that a Go
 // peer refuses a larger message with ErrTooLarge before sending it.
 // Default: 32 KiB (as .NET SignalR).
-func WithMaxMessageSize(n int) Option {
+func WithMaxMessageBytes(n int) Option {
 	return commonOption(func(c *common) { c.maxMessage = n })
 }
 
-// WithMaxConcurrentRequests bounds how many incoming requests of one
+// WithMaxRequestsPerConnection bounds how many incoming requests of one
 // connection run at once. Past it the connection stops reading until one
 // finishes: backpressure, not an unbounded number of goroutines. The
 // connection stays up meanwhile, and its running handlers are cancelled if
 // it drops. Default: 64.
-func WithMaxConcurrentRequests(n int) Option {
+func WithMaxRequestsPerConnection(n int) Option {
 	return commonOption(func(c *common) { c.maxRequests = n })
 }
 
@@ -163,11 +163,11 @@ func WithHandlerTimeout(d time.Duration) Option {
 	return commonOption(func(c *common) { c.handlerTimeout = d })
 }
 
-// WithSendQueue bounds the bytes queued for one connection and not yet
+// WithSendQueueBytes bounds the bytes queued for one connection and not yet
 // written. Post waits for room until its context ends; PostAll waits for a
 // connection that drains and drops one that has stopped reading as a slow
 // consumer. Default: 4 MiB.
-func WithSendQueue(bytes int) Option {
+func WithSendQueueBytes(bytes int) Option {
 	return commonOption(func(c *common) { c.sendQueueBytes = bytes })
 }
 
@@ -198,7 +198,7 @@ func (o serverOption) applyServer(c *serverConfig) { o(c) }
 
 // WithMaxServerHandlers bounds how many handlers (requests and posts) run
 // at once across all the server's connections, beside the bound of each
-// connection (WithMaxConcurrentRequests). A connection whose next message
+// connection (WithMaxRequestsPerConnection). A connection whose next message
 // finds no slot stops being read until one frees (backpressure); it stays
 // connected meanwhile. Default: 10,000.
 func WithMaxServerHandlers(n int) ServerOption {

@@ -54,7 +54,7 @@ func TestSoak(t *testing.T) {
 	serverSeen := map[string]int{}           // client instance -> posts received, in order
 	serverDone := map[string]chan struct{}{} // closed when all arrived
 	var orderErrs atomic.Int64
-	ts := newServer(t, communication.WithMaxConcurrentRequests(16))
+	ts := newServer(t, communication.WithMaxRequestsPerConnection(16))
 	require.NoError(t, communication.HandlePost(ts.Handlers(), communication.PostHandlerFunc[SoakPost](func(ctx context.Context, p SoakPost) error {
 		mu.Lock()
 		defer mu.Unlock()

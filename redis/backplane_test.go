@@ -329,7 +329,7 @@ func TestRedisClientRecords(t *testing.T) {
 	stateFor := func(rdb *goredis.Client, disconnects *atomic.Int64) communication.ServerOption {
 		return communication.WithClientState(communication.NewClientState(
 			communication.WithRepository[struct{}](redis.NewRepository[struct{}](rdb, redis.WithRepositoryPrefix("records"))),
-			communication.OnClientDisconnected(func(context.Context, communication.ClientEntry[struct{}]) { disconnects.Add(1) }),
+			communication.WithDisconnectHandler(func(context.Context, communication.ClientEntry[struct{}]) { disconnects.Add(1) }),
 		))
 	}
 	var disconnectsA, disconnectsB atomic.Int64
