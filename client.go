@@ -306,7 +306,7 @@ func (c *Client) Start(ctx context.Context) error {
 		c.mu.Unlock()
 		err := fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())
 		if last != nil {
-			err = fmt.Errorf("%w: %w (last attempt: %v)", ErrNotConnected, ctx.Err(), last)
+			err = fmt.Errorf("%w: %w (last attempt: %w)", ErrNotConnected, ctx.Err(), last)
 		}
 		cancel(err)
 		<-r.done

@@ -47,7 +47,7 @@ type envelope struct {
 	RespName string
 	Deadline int64 // Unix milliseconds
 	Err      string
-	Code     string
+	Code     Code
 	Message  string
 	// Subs are subscription counts (see clusterCounter).
 	Subs []subEntry

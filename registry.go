@@ -3,6 +3,7 @@ package communication
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -95,15 +96,21 @@ func HandleSend[Req, Resp any](h *Handlers, handler SendHandler[Req, Resp], opts
 		send: func(ctx context.Context, h *Handlers, payload []byte) (string, []byte, error) {
 			var req Req
 			if err := json.Unmarshal(payload, &req); err != nil {
-				return "", nil, &handlerError{code: CodeBadPayload, err: fmt.Errorf("payload does not decode into %v: %w", t, err)}
+				return "", nil, NewError(CodeBadPayload, fmt.Errorf("payload does not decode into %v: %w", t, err))
 			}
 			resp, err := handler.HandleSend(ctx, req)
 			if err != nil {
-				return "", nil, &handlerError{code: CodeHandlerError, err: err}
+				// The handler chose its code and message, or gets
+				// CodeHandlerError and its error's text.
+				var coded *Error
+				if errors.As(err, &coded) {
+					return "", nil, coded
+				}
+				return "", nil, NewError(CodeHandlerError, err)
 			}
 			answer, err := json.Marshal(resp)
 			if err != nil {
-				return "", nil, &handlerError{code: CodeHandlerError, err: fmt.Errorf("response does not encode: %w", err)}
+				return "", nil, NewError(CodeHandlerError, fmt.Errorf("response does not encode: %w", err))
 			}
 			return h.nameOf(typeOfValue(rt, resp)), answer, nil
 		},
@@ -257,12 +264,3 @@ func typeOfValue(static reflect.Type, v any) reflect.Type {
 	}
 	return static
 }
-
-// handlerError carries the code of a failure answered to the caller.
-type handlerError struct {
-	code string
-	err  error
-}
-
-func (e *handlerError) Error() string { return e.err.Error() }
-func (e *handlerError) Unwrap() error { return e.err }

@@ -156,7 +156,7 @@ func run() error {
 	defer cancelQuick()
 	_, err = communication.Send[SlowResponse](quick, client, SlowRequest{Delay: time.Second})
 	if !errors.Is(err, communication.ErrTimeout) {
-		return fmt.Errorf("want a timeout, got %v", err)
+		return fmt.Errorf("want a timeout, got %w", err)
 	}
 	fmt.Println("client: timed out as expected:", err)
 
@@ -164,7 +164,7 @@ func run() error {
 	_, err = communication.Send[FailResponse](ctx, client, FailRequest{})
 	var remote *communication.RemoteError
 	if !errors.As(err, &remote) {
-		return fmt.Errorf("want a remote error, got %v", err)
+		return fmt.Errorf("want a remote error, got %w", err)
 	}
 	fmt.Printf("client: remote error as expected: %q (code %s)\n", remote.Message, remote.Code)
 	return nil
