@@ -179,7 +179,6 @@ func (r *runState) isConnected() bool {
 func AddClient(opts ...ClientOption) (*Client, error) {
 	cfg := clientConfig{
 		common:          defaultCommon(),
-		pattern:         "hub",
 		reconnectDelays: DefaultReconnectDelays,
 		reconnectJitter: DefaultReconnectJitter,
 		protocol:        JSON,
@@ -224,7 +223,7 @@ func AddClient(opts ...ClientOption) (*Client, error) {
 		return nil, err
 	}
 	hubURL := *u
-	hubURL.Path = strings.TrimSuffix(hubURL.Path, "/") + "/" + strings.TrimPrefix(cfg.pattern, "/")
+	hubURL.Path = strings.TrimSuffix(hubURL.Path, "/") + cfg.pattern
 	ctx, stop := context.WithCancelCause(context.Background())
 	c := &Client{
 		cfg:         cfg,

@@ -2,7 +2,10 @@ package communication
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -61,27 +64,49 @@ type ClientState[T any] struct {
 	lastPrune time.Time
 }
 
-// ClientStateOption configures a ClientState.
-type ClientStateOption[T any] func(*ClientState[T])
+// ClientStateOption configures a ClientState. Options that carry the
+// application's data (WithBuild, WithBuildDisconnect, WithRepository,
+// WithConnectHandler, WithDisconnectHandler) take their T from their
+// argument and are for a ClientState[T] of that T: NewClientState reports
+// one given to a ClientState of another type. The others (WithRetention)
+// fit any ClientState.
+type ClientStateOption interface {
+	applyClientState(target any) error
+}
+
+// stateOption is an option that carries T.
+type stateOption[T any] struct {
+	name  string
+	apply func(*ClientState[T])
+}
+
+func (o stateOption[T]) applyClientState(target any) error {
+	s, ok := target.(*ClientState[T])
+	if !ok {
+		return fmt.Errorf("%s is for a ClientState[%v], not a %T", o.name, reflect.TypeFor[T](), target)
+	}
+	o.apply(s)
+	return nil
+}
 
 // WithRepository sets where clients are stored. Default: a
 // MemoryRepository.
-func WithRepository[T any](r ClientRepository[T]) ClientStateOption[T] {
-	return func(s *ClientState[T]) { s.repo = r }
+func WithRepository[T any](r ClientRepository[T]) ClientStateOption {
+	return stateOption[T]{"WithRepository", func(s *ClientState[T]) { s.repo = r }}
 }
 
 // WithBuild sets how the application's data is built when a client
 // connects; previous is the stored client of the same instance, if any.
 // Default: previous data, or the zero T.
-func WithBuild[T any](f func(ctx context.Context, rec ClientRecord, previous *ClientEntry[T]) (T, error)) ClientStateOption[T] {
-	return func(s *ClientState[T]) { s.build = f }
+func WithBuild[T any](f func(ctx context.Context, rec ClientRecord, previous *ClientEntry[T]) (T, error)) ClientStateOption {
+	return stateOption[T]{"WithBuild", func(s *ClientState[T]) { s.build = f }}
 }
 
 // WithBuildDisconnect sets how the application's data changes when a
 // client disconnects (the bookkeeping is already updated in c). Default:
 // unchanged.
-func WithBuildDisconnect[T any](f func(ctx context.Context, c ClientEntry[T]) (T, error)) ClientStateOption[T] {
-	return func(s *ClientState[T]) { s.buildDisconnect = f }
+func WithBuildDisconnect[T any](f func(ctx context.Context, c ClientEntry[T]) (T, error)) ClientStateOption {
+	return stateOption[T]{"WithBuildDisconnect", func(s *ClientState[T]) { s.buildDisconnect = f }}
 }
 
 // WithConnectHandler sets a function called once per connection, after its
@@ -92,8 +117,8 @@ func WithBuildDisconnect[T any](f func(ctx context.Context, c ClientEntry[T]) (T
 // connect had left (the server gives a connect its handshake timeout),
 // counted from when the event starts, and is cancelled if the server's
 // Shutdown gives up waiting for events. Default: none.
-func WithConnectHandler[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption[T] {
-	return func(s *ClientState[T]) { s.onConnect = f }
+func WithConnectHandler[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption {
+	return stateOption[T]{"WithConnectHandler", func(s *ClientState[T]) { s.onConnect = f }}
 }
 
 // WithDisconnectHandler sets a function called once per connection that
@@ -101,27 +126,49 @@ func WithConnectHandler[T any](f func(ctx context.Context, c ClientEntry[T])) Cl
 // same instance already took the record. Like the connect handler it runs
 // on a goroutine of its own, after the connection's connect event ended.
 // Default: none.
-func WithDisconnectHandler[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption[T] {
-	return func(s *ClientState[T]) { s.onDisconnect = f }
+func WithDisconnectHandler[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption {
+	return stateOption[T]{"WithDisconnectHandler", func(s *ClientState[T]) { s.onDisconnect = f }}
+}
+
+// retentionOption is WithRetention: it fits a ClientState of any T.
+type retentionOption time.Duration
+
+func (o retentionOption) applyClientState(target any) error {
+	target.(interface{ setRetention(time.Duration) }).setRetention(time.Duration(o))
+	return nil
 }
 
 // WithRetention sets how long disconnected clients are kept (connected
 // flag off, disconnect time set); 0 removes a client when it disconnects.
-// Default: DefaultRetention (24h).
-func WithRetention[T any](d time.Duration) ClientStateOption[T] {
-	return func(s *ClientState[T]) { s.retention = d }
-}
+// It must not be negative. Default: DefaultRetention (24h).
+func WithRetention(d time.Duration) ClientStateOption { return retentionOption(d) }
 
-// NewClientState returns a client-state service.
-func NewClientState[T any](opts ...ClientStateOption[T]) *ClientState[T] {
+func (s *ClientState[T]) setRetention(d time.Duration) { s.retention = d }
+
+// NewClientState returns a client-state service keeping data of type T. It
+// reports every option that does not fit: one for a ClientState of another
+// type, a negative retention.
+func NewClientState[T any](opts ...ClientStateOption) (*ClientState[T], error) {
 	s := &ClientState[T]{retention: DefaultRetention, log: slog.New(slog.DiscardHandler), keys: newKeyLocks()}
+	var errs []error
 	for _, o := range opts {
-		o(s)
+		if o == nil {
+			continue
+		}
+		if err := o.applyClientState(s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.retention < 0 {
+		errs = append(errs, fmt.Errorf("retention must not be negative, got %v", s.retention))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("communication: invalid client state options: %w", err)
 	}
 	if s.repo == nil {
 		s.repo = NewMemoryRepository[T]()
 	}
-	return s
+	return s, nil
 }
 
 // GetAll returns every known client, connected or kept after disconnect.
@@ -387,7 +434,13 @@ func (s *ClientState[T]) record(ctx context.Context, id string) (ClientRecord, b
 // WithClientState sets the server's client-state service. Default: a
 // ClientState with no application data and a MemoryRepository.
 func WithClientState[T any](s *ClientState[T]) ServerOption {
-	return serverOption(func(c *serverConfig) { c.state = s })
+	return serverOption(func(c *serverConfig) {
+		if s == nil {
+			c.invalid = append(c.invalid, errors.New("WithClientState: the client state is nil"))
+			return
+		}
+		c.state = s
+	})
 }
 
 // keyLocks orders work per client key. A key's entry lives while a

@@ -12,6 +12,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// newState builds a ClientState for a test.
+func newState[T any](t *testing.T, opts ...ClientStateOption) *ClientState[T] {
+	t.Helper()
+	s, err := NewClientState[T](opts...)
+	require.NoError(t, err)
+	return s
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
@@ -39,7 +47,7 @@ func (l *keyLocks) size() int {
 func TestKeyLocksForgetIdleKeys(t *testing.T) {
 	var events atomic.Int32
 	count := func(context.Context, ClientEntry[int]) { events.Add(1) }
-	s := NewClientState(WithConnectHandler(count), WithDisconnectHandler(count))
+	s := newState[int](t, WithConnectHandler(count), WithDisconnectHandler(count))
 	ctx := testCtx(t)
 	const n = 200
 	var wg sync.WaitGroup
@@ -65,7 +73,7 @@ func TestKeyLocksForgetIdleKeys(t *testing.T) {
 func TestWaitCancelsEventsWhenItGivesUp(t *testing.T) {
 	ctx := testCtx(t)
 	started := make(chan string, 2)
-	s := NewClientState(WithConnectHandler(func(ectx context.Context, c ClientEntry[int]) {
+	s := newState[int](t, WithConnectHandler(func(ectx context.Context, c ClientEntry[int]) {
 		started <- c.Instance
 		if c.Instance == "first" {
 			select {
@@ -96,7 +104,7 @@ func TestWaitCancelsEventsWhenItGivesUp(t *testing.T) {
 func TestEventContextOutlivesTheTransition(t *testing.T) {
 	type ctxKey struct{}
 	got := make(chan error, 1)
-	s := NewClientState(WithConnectHandler(func(ectx context.Context, c ClientEntry[int]) {
+	s := newState[int](t, WithConnectHandler(func(ectx context.Context, c ClientEntry[int]) {
 		if v, _ := ectx.Value(ctxKey{}).(string); v != "v" {
 			got <- fmt.Errorf("value lost: %q", v)
 			return
@@ -127,7 +135,7 @@ func TestEventContextOutlivesTheTransition(t *testing.T) {
 func TestPanickingEventKeepsTheQueueGoing(t *testing.T) {
 	ctx := testCtx(t)
 	disconnected := make(chan string, 1)
-	s := NewClientState(
+	s := newState[int](t,
 		WithConnectHandler(func(context.Context, ClientEntry[int]) { panic("boom") }),
 		WithDisconnectHandler(func(_ context.Context, c ClientEntry[int]) { disconnected <- c.ConnectionID }))
 	rec := connectedRecord(uuid.NewString())
@@ -153,7 +161,7 @@ func (r *staleRepository) GetAll(context.Context) ([]ClientEntry[int], error) {
 func TestPruneSparesAClientThatReconnected(t *testing.T) {
 	ctx := testCtx(t)
 	repo := &staleRepository{MemoryRepository: NewMemoryRepository[int]()}
-	s := NewClientState(WithRepository[int](repo), WithRetention[int](time.Hour))
+	s := newState[int](t, WithRepository[int](repo), WithRetention(time.Hour))
 	back := connectedRecord(uuid.NewString())
 	gone := connectedRecord(uuid.NewString())
 	old := ClientEntry[int]{ClientRecord: back}

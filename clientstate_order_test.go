@@ -26,7 +26,7 @@ func TestConnectsOfDifferentClientsRunInParallel(t *testing.T) {
 	var mu sync.Mutex
 	entered := 0
 	all := make(chan struct{})
-	state := communication.NewClientState(
+	state := newState[string](t,
 		communication.WithBuild(func(ctx context.Context, rec communication.ClientRecord, prev *communication.ClientEntry[string]) (string, error) {
 			mu.Lock()
 			entered++
@@ -76,13 +76,13 @@ func TestConnectsOfDifferentClientsRunInParallel(t *testing.T) {
 	}
 }
 
-// TestSendFromOnClientConnected asks the new client something from the
+// TestSendFromConnectHandler asks the new client something from the
 // connect event: the event runs beside the connection, which is already
 // serving, so the answer arrives.
-func TestSendFromOnClientConnected(t *testing.T) {
+func TestSendFromConnectHandler(t *testing.T) {
 	var srv atomic.Pointer[communication.Server]
 	got := make(chan error, 1)
-	state := communication.NewClientState(
+	state := newState[struct{}](t,
 		communication.WithConnectHandler(func(ctx context.Context, c communication.ClientEntry[struct{}]) {
 			pong, err := communication.Send[Pong](ctx, srv.Load().To(c.ConnectionID), Ping{Message: "welcome " + c.Machine})
 			if err == nil && pong.Reply != "welcome m1" {
@@ -133,7 +133,7 @@ func TestEventsOfOneClientAreOrdered(t *testing.T) {
 		events <- event{connect: connect, conn: c.ConnectionID, connects: c.Data.Connects}
 		inside.Add(-1)
 	}
-	state := communication.NewClientState(
+	state := newState[agentData](t,
 		communication.WithBuild(func(ctx context.Context, rec communication.ClientRecord, prev *communication.ClientEntry[agentData]) (agentData, error) {
 			var d agentData
 			if prev != nil {
@@ -250,9 +250,9 @@ func TestPruneDoesNotHoldUpConnects(t *testing.T) {
 		entered:          make(chan struct{}),
 		release:          make(chan struct{}),
 	}
-	state := communication.NewClientState(
+	state := newState[struct{}](t,
 		communication.WithRepository[struct{}](repo),
-		communication.WithRetention[struct{}](time.Hour))
+		communication.WithRetention(time.Hour))
 	ts := newServer(t, communication.WithClientState(state))
 	ctx := ctxT(t, 20*time.Second)
 

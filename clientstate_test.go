@@ -26,7 +26,7 @@ type agentData struct {
 func TestClientRecords(t *testing.T) {
 	var mu sync.Mutex
 	var connects, disconnects []communication.ClientEntry[agentData]
-	state := communication.NewClientState(
+	state := newState[agentData](t,
 		communication.WithBuild(func(ctx context.Context, rec communication.ClientRecord, prev *communication.ClientEntry[agentData]) (agentData, error) {
 			d := agentData{Label: "agent on " + rec.Machine}
 			if prev != nil {
@@ -338,7 +338,7 @@ func TestPendingIntrospection(t *testing.T) {
 // TestChurn connects and disconnects 1,000 clients: nothing is left behind
 // (goroutines are checked by goleak in TestMain).
 func TestChurn(t *testing.T) {
-	state := communication.NewClientState[struct{}](communication.WithRetention[struct{}](0))
+	state := newState[struct{}](t, communication.WithRetention(0))
 	ts := newServer(t, communication.WithClientState(state))
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Ping, Pong](func(ctx context.Context, p Ping) (Pong, error) {
 		return Pong{Reply: p.Message}, nil

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
+	"strings"
 	"time"
 )
 
@@ -20,6 +22,7 @@ const (
 	DefaultSendQueueBytes           = 4 << 20
 	DefaultWriteTimeout             = 10 * time.Second
 	DefaultMaxServerHandlers        = 10_000
+	DefaultPattern                  = "/hub"
 )
 
 // ServerOption configures a Server.
@@ -37,6 +40,7 @@ type Option interface {
 // common are the settings a server and a client share.
 type common struct {
 	handlers         []*Handlers
+	pattern          string
 	logger           *slog.Logger
 	keepAlive        time.Duration
 	timeout          time.Duration
@@ -52,6 +56,7 @@ type common struct {
 
 func defaultCommon() common {
 	return common{
+		pattern:          DefaultPattern,
 		logger:           slog.New(slog.DiscardHandler),
 		keepAlive:        DefaultKeepAliveInterval,
 		timeout:          DefaultIdleTimeout,
@@ -65,8 +70,14 @@ func defaultCommon() common {
 	}
 }
 
+// validate checks the settings, and puts the pattern in its one form.
 func (c *common) validate() error {
 	errs := append([]error(nil), c.invalid...)
+	if p, err := normalizePattern(c.pattern); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.pattern = p
+	}
 	if c.keepAlive <= 0 {
 		errs = append(errs, fmt.Errorf("keep-alive interval must be positive, got %v", c.keepAlive))
 	}
@@ -98,9 +109,33 @@ func (o commonOption) applyClient(c *clientConfig) { o(&c.common) }
 
 // WithHandlers adds handler sets, typically one per package that
 // contributes handlers. A type registered in two sets is an error from
-// AddServer or AddClient.
+// AddServer or AddClient. Default: none (register into Server.Handlers or
+// Client.Handlers).
 func WithHandlers(sets ...*Handlers) Option {
 	return commonOption(func(c *common) { c.handlers = append(c.handlers, sets...) })
+}
+
+// WithPattern sets the hub's path: where Server.Mount puts it on the
+// server, and its path below the server address (WithServerAddress) on
+// the client. "hub", "/hub" and "/hub/" are the same path; a pattern may
+// have several segments ("/api/hub") but no query, fragment, space or
+// wildcard ({...}), and "" and "/" are refused. Default: "/hub"
+// (DefaultPattern), as the .NET library.
+func WithPattern(pattern string) Option {
+	return commonOption(func(c *common) { c.pattern = pattern })
+}
+
+// normalizePattern puts a hub pattern in its one form: a leading slash, no
+// trailing slash, no empty, "." or ".." segments.
+func normalizePattern(pattern string) (string, error) {
+	if strings.ContainsAny(pattern, "?#{} \t\r\n") {
+		return "", fmt.Errorf("pattern %q: a hub path has no query, fragment, space or wildcard", pattern)
+	}
+	p := path.Clean("/" + pattern)
+	if p == "/" {
+		return "", fmt.Errorf("pattern %q: the hub needs a path of its own (such as %q)", pattern, DefaultPattern)
+	}
+	return p, nil
 }
 
 // WithLogger sets the logger. Default: silent. The transport's own logging
@@ -180,7 +215,6 @@ func WithWriteTimeout(d time.Duration) Option {
 // serverConfig is the Server's settings.
 type serverConfig struct {
 	common
-	pattern            string
 	originPatterns     []string
 	insecureSkipVerify bool
 	keys               []APIKey
@@ -218,12 +252,6 @@ func WithNodeName(name string) ServerOption {
 	return serverOption(func(c *serverConfig) { c.nodeName = name })
 }
 
-// WithPattern sets the path the hub is mounted at, used by Server.Mount and
-// Server.Pattern. Default: "/hub".
-func WithPattern(pattern string) ServerOption {
-	return serverOption(func(c *serverConfig) { c.pattern = pattern })
-}
-
 // WithOriginPatterns sets the host patterns (path.Match syntax) whose pages
 // may open a WebSocket from another origin. Default: same origin only.
 func WithOriginPatterns(patterns ...string) ServerOption {
@@ -240,7 +268,6 @@ func WithInsecureSkipOriginCheck() ServerOption {
 type clientConfig struct {
 	common
 	address         string
-	pattern         string
 	reconnectDelays []time.Duration
 	reconnectJitter float64
 	protocol        Protocol
@@ -272,12 +299,6 @@ const (
 // Required.
 func WithServerAddress(addr string) ClientOption {
 	return clientOption(func(c *clientConfig) { c.address = addr })
-}
-
-// WithClientPattern sets the hub's path below the server address.
-// Default: "hub".
-func WithClientPattern(pattern string) ClientOption {
-	return clientOption(func(c *clientConfig) { c.pattern = pattern })
 }
 
 // WithReconnectDelays sets the waits between connection attempts: the
@@ -314,7 +335,8 @@ func WithHTTPClient(hc *http.Client) ClientOption {
 }
 
 // WithHeader adds a header to every connect request (negotiate and
-// WebSocket).
+// WebSocket). Default: only the library's own headers (X-Client-*,
+// X-Api-Key).
 func WithHeader(key, value string) ClientOption {
 	return clientOption(func(c *clientConfig) {
 		if c.headers == nil {

@@ -47,27 +47,37 @@ func NewHandlers() *Handlers {
 }
 
 // TypeOption configures how a message type is named on the wire.
-type TypeOption func(*typeOptions)
+type TypeOption interface{ applyType(*typeOptions) }
 
 type typeOptions struct {
 	name, respName string
 }
 
+type typeOption func(*typeOptions)
+
+func (o typeOption) applyType(t *typeOptions) { o(t) }
+
 // WithName sets the wire name of the registered message type, typically
 // the .NET assembly-qualified name of its counterpart
 // ("MyApp.PingRequest, MyApp, Version=1.0.0.0, Culture=neutral,
 // PublicKeyToken=null"). Incoming names match by full type name, whatever
-// assembly, version, culture or key token follows. Default: TypeName.
-func WithName(name string) TypeOption { return func(o *typeOptions) { o.name = name } }
+// assembly, version, culture or key token follows. Default: the name
+// RegisterName gave the type, else TypeName.
+func WithName(name string) TypeOption { return typeOption(func(o *typeOptions) { o.name = name }) }
 
 // WithResponseName sets the wire name of a send handler's response type.
-func WithResponseName(name string) TypeOption { return func(o *typeOptions) { o.respName = name } }
+// Default: the name RegisterName gave the type, else TypeName.
+func WithResponseName(name string) TypeOption {
+	return typeOption(func(o *typeOptions) { o.respName = name })
+}
 
 // HandlePost registers a handler for posts of type T.
 func HandlePost[T any](h *Handlers, handler PostHandler[T], opts ...TypeOption) error {
 	o := typeOptions{}
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt.applyType(&o)
+		}
 	}
 	t := reflect.TypeFor[T]()
 	e := &entry{
@@ -87,7 +97,9 @@ func HandlePost[T any](h *Handlers, handler PostHandler[T], opts ...TypeOption) 
 func HandleSend[Req, Resp any](h *Handlers, handler SendHandler[Req, Resp], opts ...TypeOption) error {
 	o := typeOptions{}
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt.applyType(&o)
+		}
 	}
 	t := reflect.TypeFor[Req]()
 	rt := reflect.TypeFor[Resp]()

@@ -83,14 +83,11 @@ type serverConn struct {
 // library never owns the listener. The Server runs from here on: end it
 // with Shutdown or Close.
 func AddServer(opts ...ServerOption) (*Server, error) {
-	cfg := serverConfig{common: defaultCommon(), pattern: "/hub", maxHandlers: DefaultMaxServerHandlers}
+	cfg := serverConfig{common: defaultCommon(), maxHandlers: DefaultMaxServerHandlers}
 	for _, o := range opts {
 		o.applyServer(&cfg)
 	}
 	errs := []error{cfg.validate(), checkKeyOptions(opts)}
-	if !strings.HasPrefix(cfg.pattern, "/") {
-		errs = append(errs, fmt.Errorf("pattern must start with '/', got %q", cfg.pattern))
-	}
 	if cfg.maxHandlers < 1 {
 		errs = append(errs, fmt.Errorf("maximum server handlers must be at least 1, got %d", cfg.maxHandlers))
 	}
@@ -116,7 +113,8 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 		sse:       make(map[string]*serverConn),
 	}
 	if s.cfg.state == nil {
-		s.cfg.state = NewClientState[struct{}]()
+		// No option can fail: there are none.
+		s.cfg.state, _ = NewClientState[struct{}]()
 	}
 	s.cfg.state.setLogger(s.log)
 	switch {
@@ -159,7 +157,8 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 // Handlers returns the server's own handler set, to register into.
 func (s *Server) Handlers() *Handlers { return s.h }
 
-// Pattern returns the path the hub is meant to be mounted at.
+// Pattern returns the path the hub is meant to be mounted at (WithPattern),
+// with a leading slash and no trailing one.
 func (s *Server) Pattern() string { return s.cfg.pattern }
 
 // Mount registers the server on an http.ServeMux: GET and POST at its
@@ -168,7 +167,7 @@ func (s *Server) Pattern() string { return s.cfg.pattern }
 // another router, route those paths to the Server yourself: it serves any
 // path ending in "/negotiate" as negotiate and any other as the hub.
 func (s *Server) Mount(mux *http.ServeMux) {
-	p := strings.TrimSuffix(s.cfg.pattern, "/")
+	p := s.cfg.pattern
 	mux.Handle("GET "+p, s)
 	mux.Handle("POST "+p, s)
 	mux.Handle("POST "+p+"/negotiate", s)

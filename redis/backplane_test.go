@@ -327,10 +327,12 @@ func TestRedisSubscriptions(t *testing.T) {
 func TestRedisClientRecords(t *testing.T) {
 	rs := redistest.Start(t)
 	stateFor := func(rdb *goredis.Client, disconnects *atomic.Int64) communication.ServerOption {
-		return communication.WithClientState(communication.NewClientState(
+		state, err := communication.NewClientState[struct{}](
 			communication.WithRepository[struct{}](redis.NewRepository[struct{}](rdb, redis.WithRepositoryPrefix("records"))),
 			communication.WithDisconnectHandler(func(context.Context, communication.ClientEntry[struct{}]) { disconnects.Add(1) }),
-		))
+		)
+		require.NoError(t, err)
+		return communication.WithClientState(state)
 	}
 	var disconnectsA, disconnectsB atomic.Int64
 	// Each node gets its own Redis client for its records, so that one
