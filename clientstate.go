@@ -203,6 +203,8 @@ type clientTracker interface {
 	records(ctx context.Context) ([]ClientRecord, error)
 	record(ctx context.Context, connectionID string) (ClientRecord, bool, error)
 	setLogger(*slog.Logger)
+	// dataType is the T of the ClientState.
+	dataType() reflect.Type
 	// reassert stores the record of a live connection again where the
 	// repository lost it or took it for gone (a Redis restart, a node
 	// taken for dead during a partition). It fires no event.
@@ -442,6 +444,42 @@ func WithClientState[T any](s *ClientState[T]) ServerOption {
 		c.state = s
 	})
 }
+
+// Lookup returns the client on connection connectionID with the
+// application's data of type T, from the server's ClientState[T]
+// (WithClientState), so that a handler needs no reference to it. It is an
+// error when the server keeps another type (a server without
+// WithClientState keeps struct{}). With a Backplane it finds the clients of
+// other nodes where the repository is shared (the redis module's).
+func Lookup[T any](ctx context.Context, srv *Server, connectionID string) (ClientEntry[T], bool, error) {
+	s, err := stateOf[T](srv)
+	if err != nil {
+		return ClientEntry[T]{}, false, err
+	}
+	return s.GetByConnectionID(ctx, connectionID)
+}
+
+// LookupInstance returns the client with the given instance
+// (X-Client-Instance), as Lookup does.
+func LookupInstance[T any](ctx context.Context, srv *Server, instance string) (ClientEntry[T], bool, error) {
+	s, err := stateOf[T](srv)
+	if err != nil {
+		return ClientEntry[T]{}, false, err
+	}
+	return s.GetByInstance(ctx, instance)
+}
+
+// stateOf returns the server's ClientState, if it keeps data of type T.
+func stateOf[T any](srv *Server) (*ClientState[T], error) {
+	s, ok := srv.cfg.state.(*ClientState[T])
+	if !ok {
+		return nil, fmt.Errorf("communication: the server's client state keeps %v, not %v (see WithClientState)",
+			srv.cfg.state.dataType(), reflect.TypeFor[T]())
+	}
+	return s, nil
+}
+
+func (s *ClientState[T]) dataType() reflect.Type { return reflect.TypeFor[T]() }
 
 // keyLocks orders work per client key. A key's entry lives while a
 // transition holds or waits for it or events of the key are queued, and is

@@ -14,9 +14,13 @@
 //		func(ctx context.Context, p Ping) (Pong, error) { return Pong{Reply: p.Message}, nil }))
 //	srv.Mount(mux) // "/hub" and "/hub/negotiate"
 //
-// The server posts to one client ([Server.Post]), to all ([Server.PostAll]),
-// and sends requests to one ([Send] with [Server.To]). Shutdown stops it
-// gracefully.
+// The server posts to one client ([Server.Post], or by instance
+// [Server.PostToInstance]), to a set of connections ([Server.PostTo]), to
+// all ([Server.PostAll]) or to all but one ([Server.PostAllExcept]: a
+// handler relaying to the others what its sender posted), and sends
+// requests to one ([Send] with [Server.To] or [Server.ToInstance]). A
+// handler finds the typed record of a client with [Lookup]. Shutdown stops
+// it gracefully.
 //
 // # Client
 //
@@ -125,10 +129,10 @@
 //
 // # Scale-out
 //
-// [WithBackplane] joins Servers into a cluster: [Server.PostAll] reaches the
-// clients of every node, [Server.Post], [Server.PostToInstance],
-// [Server.To] and [Server.ToInstance] reach a client wherever it is
-// connected (the node that holds it runs the request), and subscription
+// [WithBackplane] joins Servers into a cluster: [Server.PostAll] and
+// [Server.PostAllExcept] reach the clients of every node, [Server.Post],
+// [Server.PostTo], [Server.PostToInstance], [Server.To] and
+// [Server.ToInstance] reach a client wherever it is connected (the node that holds it runs the request), and subscription
 // counts are cluster-wide. Requests fail at once when nobody holds the
 // connection, when its client or node leaves, and when this node loses the
 // cluster. [MemoryBackplane] joins the Servers of one process; the module
