@@ -1,4 +1,4 @@
-// Command quickstart starts a server on a loopback port, connects a client
+// Command tour starts a server on a loopback port, connects a client
 // and shows every operation of the library: posts both ways, a broadcast,
 // requests both ways, a timeout and a remote error. It exits 0 when all
 // went as expected.
@@ -37,10 +37,10 @@ type (
 
 func main() {
 	if err := run(); err != nil {
-		log.Printf("quickstart failed: %v", err)
+		log.Printf("tour failed: %v", err)
 		os.Exit(1)
 	}
-	fmt.Println("quickstart: every operation worked")
+	fmt.Println("tour: every operation worked")
 }
 
 func run() error {
