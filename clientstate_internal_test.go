@@ -45,6 +45,7 @@ func (l *keyLocks) size() int {
 // TestKeyLocksForgetIdleKeys runs many clients through the state at once:
 // when everything has settled, no key is left in the map.
 func TestKeyLocksForgetIdleKeys(t *testing.T) {
+	t.Parallel()
 	var events atomic.Int32
 	count := func(context.Context, ClientEntry[int]) { events.Add(1) }
 	s := newState[int](t, WithConnectHandler(count), WithDisconnectHandler(count))
@@ -71,6 +72,7 @@ func TestKeyLocksForgetIdleKeys(t *testing.T) {
 // TestWaitCancelsEventsWhenItGivesUp: an event that waits on its context
 // ends when a wait gives up; events queued later start uncancelled.
 func TestWaitCancelsEventsWhenItGivesUp(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	started := make(chan string, 2)
 	s := newState[int](t, WithConnectHandler(func(ectx context.Context, c ClientEntry[int]) {
@@ -102,6 +104,7 @@ func TestWaitCancelsEventsWhenItGivesUp(t *testing.T) {
 // TestEventContextOutlivesTheTransition: the caller's context ends when
 // connect returns; the event's must not, and it keeps the caller's values.
 func TestEventContextOutlivesTheTransition(t *testing.T) {
+	t.Parallel()
 	type ctxKey struct{}
 	got := make(chan error, 1)
 	s := newState[int](t, WithConnectHandler(func(ectx context.Context, c ClientEntry[int]) {
@@ -133,6 +136,7 @@ func TestEventContextOutlivesTheTransition(t *testing.T) {
 // TestPanickingEventKeepsTheQueueGoing: a connect event that panics is
 // logged, and the disconnect event behind it still runs.
 func TestPanickingEventKeepsTheQueueGoing(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	disconnected := make(chan string, 1)
 	s := newState[int](t,
@@ -159,6 +163,7 @@ func (r *staleRepository) GetAll(context.Context) ([]ClientEntry[int], error) {
 // TestPruneSparesAClientThatReconnected: a prune checks each client again
 // under its key before it removes it.
 func TestPruneSparesAClientThatReconnected(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	repo := &staleRepository{MemoryRepository: NewMemoryRepository[int]()}
 	s := newState[int](t, WithRepository[int](repo), WithRetention(time.Hour))

@@ -21,6 +21,7 @@ import (
 // the first build would wait for the others forever, and the barrier
 // below gives up.
 func TestConnectsOfDifferentClientsRunInParallel(t *testing.T) {
+	t.Parallel()
 	const n = 10
 	barrier := ctxT(t, 10*time.Second)
 	var mu sync.Mutex
@@ -80,6 +81,7 @@ func TestConnectsOfDifferentClientsRunInParallel(t *testing.T) {
 // connect event: the event runs beside the connection, which is already
 // serving, so the answer arrives.
 func TestSendFromConnectHandler(t *testing.T) {
+	t.Parallel()
 	var srv atomic.Pointer[communication.Server]
 	got := make(chan error, 1)
 	state := newState[struct{}](t,
@@ -112,6 +114,7 @@ func TestSendFromConnectHandler(t *testing.T) {
 // in the order of the transitions, and each connection's connect before
 // its disconnect.
 func TestEventsOfOneClientAreOrdered(t *testing.T) {
+	t.Parallel()
 	const workers, cycles = 4, 10
 	const total = workers * cycles
 	type event struct {
@@ -245,6 +248,7 @@ func (r *slowPruneRepository) GetAll(ctx context.Context) ([]communication.Clien
 // repository) from finishing: clients must still connect and be recorded
 // meanwhile.
 func TestPruneDoesNotHoldUpConnects(t *testing.T) {
+	t.Parallel()
 	repo := &slowPruneRepository{
 		MemoryRepository: communication.NewMemoryRepository[struct{}](),
 		entered:          make(chan struct{}),
