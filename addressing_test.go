@@ -47,7 +47,7 @@ func relayChats(t *testing.T, srv *communication.Server) <-chan error {
 	done := make(chan error, 10)
 	require.NoError(t, communication.HandlePost(srv.Handlers(), communication.PostHandlerFunc[Chat](func(ctx context.Context, m Chat) error {
 		s, _ := communication.SenderFrom(ctx)
-		err := srv.PostAllExcept(ctx, s.ConnectionID, Note{Text: m.Text})
+		err := srv.PostAllExcept(ctx, s.ConnectionID, Note(m))
 		done <- err
 		return err
 	})))

@@ -96,8 +96,9 @@
 // and WithMaxServerHandlers across the server; past either bound the
 // connection stops reading until a handler finishes (backpressure), and
 // stays connected meanwhile. The handlers of a connection that drops see
-// their context end. Sends are queued per connection up to WithSendQueueBytes
-// bytes, and everything written to a connection counts against that bound.
+// their context end. Sends are queued per connection up to
+// WithSendQueueBytes, and everything written to a connection counts against
+// that bound.
 //
 // # Limits and hostile peers
 //
