@@ -109,3 +109,24 @@ func TestError(t *testing.T) {
 	require.Equal(t, communication.CodeHandlerError, communication.NewError("", errNoFarm).Code())
 	require.Equal(t, "timeout", communication.CodeTimeout.String())
 }
+
+// TestCodeOf: the code of the first coded error in the chain, whether a
+// handler chose it or the remote side reported it.
+func TestCodeOf(t *testing.T) {
+	t.Parallel()
+	remote := &communication.RemoteError{Type: "T", Message: "m", Code: communication.CodeTimeout}
+	for _, tc := range []struct {
+		err  error
+		want communication.Code
+	}{
+		{nil, ""},
+		{errors.New("plain"), ""},
+		{communication.NewError(codeNotFound, nil), codeNotFound},
+		{fmt.Errorf("wrapped: %w", remote), communication.CodeTimeout},
+		{communication.NewError(codeNotFound, remote), codeNotFound},
+		{errors.Join(errors.New("a"), remote), communication.CodeTimeout},
+		{&communication.RemoteError{Message: "from .NET"}, ""},
+	} {
+		require.Equal(t, tc.want, communication.CodeOf(tc.err), "%v", tc.err)
+	}
+}

@@ -146,6 +146,26 @@ func (e *Error) Error() string { return string(e.code) + ": " + e.Message() }
 // Unwrap returns the wrapped error.
 func (e *Error) Unwrap() error { return e.err }
 
+// CodeOf returns the code of the first *RemoteError or *Error in err's
+// chain: what the remote side reported, or what a handler chose. It is ""
+// when there is neither, and for an error answer from a .NET peer.
+func CodeOf(err error) Code {
+	var c coded
+	if errors.As(err, &c) {
+		return c.errorCode()
+	}
+	return ""
+}
+
+// coded is an error that carries a Code: *Error and *RemoteError.
+type coded interface {
+	error
+	errorCode() Code
+}
+
+func (e *Error) errorCode() Code       { return e.code }
+func (e *RemoteError) errorCode() Code { return e.Code }
+
 // RemoteError is a failure reported by the remote side in answer to a
 // request: the .NET error answer {"Error": "..."} in the request's type.
 type RemoteError struct {
