@@ -122,9 +122,9 @@
 // [ErrConnectionLost], [ErrUnknownType], [ErrTooLarge], [ErrSlowConsumer]
 // with errors.Is (a request pending on a connection dropped for not reading
 // matches both ErrConnectionLost and ErrSlowConsumer); a failure reported
-// by the remote side is a [*RemoteError], with a [Code] ([CodeOf]). A send handler
-// chooses the code and message its caller sees by returning [NewError]
-// (code "not_found", say); its other errors reach the caller as
+// by the remote side is a [*RemoteError], with a [Code] ([CodeOf]). A send
+// handler chooses the code and message its caller sees by returning
+// [NewError] (code "not_found", say); its other errors reach the caller as
 // [CodeHandlerError] with their text. A handler that panics is answered
 // with an error and never takes the process down.
 //
