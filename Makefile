@@ -19,8 +19,8 @@ test: ## Run every test with the race detector, the redis module's too (it needs
 	$(GO) -C redis test -race -count=1 ./...
 	cd examples/cluster && $(GO) test -race -count=1 ./...
 
-demo: ## Run the quickstart: a server and a client exchanging every kind of message.
-	$(GO) run ./examples/quickstart
+demo: ## Run examples/tour: a server and a client exchanging every kind of message.
+	$(GO) run ./examples/tour
 
 demo-cluster: ## Run examples/cluster: three nodes over Redis (it starts redis-server), six clients, a node crash.
 	cd examples/cluster && $(GO) run .

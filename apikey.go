@@ -44,7 +44,8 @@ type APIKey struct {
 // the id and name "i". At least one key is required and none may be empty
 // (or only white space): a key read from an unset environment variable is
 // an error from AddServer, not an open server. With no key option at all
-// every connection is accepted; say so with WithOpenAccess.
+// every connection is accepted; say so with WithOpenAccess. Default: no
+// keys (every connection is accepted).
 func WithAPIKeys(keys ...string) ServerOption {
 	o := keyOption{kind: keyList}
 	for _, k := range keys {
@@ -57,7 +58,7 @@ func WithAPIKeys(keys ...string) ServerOption {
 // rotation without downtime: hand out the secondary, then swap. Their ids
 // and names are "primary" and "secondary". The primary is required (an
 // empty one is an error from AddServer); an empty secondary means there is
-// none.
+// none. Default: no keys (every connection is accepted).
 func WithPrimaryAndSecondaryKeys(primary, secondary string) ServerOption {
 	o := keyOption{kind: keyPair, keys: []APIKey{{ID: "primary", Name: "primary", Key: primary}}}
 	if !blank(secondary) {
@@ -68,13 +69,15 @@ func WithPrimaryAndSecondaryKeys(primary, secondary string) ServerOption {
 
 // WithNamedAPIKeys lets in clients holding one of keys, each with its own
 // id and name. At least one key is required and no Key may be empty.
+// Default: no keys (every connection is accepted).
 func WithNamedAPIKeys(keys ...APIKey) ServerOption {
 	return keyOption{kind: keyNamed, keys: append([]APIKey(nil), keys...)}
 }
 
 // WithKeyValidator replaces the check of configured keys with v: every
 // connection must then present a key that v accepts. A nil v is an error
-// from AddServer.
+// from AddServer. Default: the configured keys (WithAPIKeys and the like),
+// or none.
 func WithKeyValidator(v KeyValidator) ServerOption {
 	return keyOption{kind: keyValidator, validator: v}
 }
@@ -85,7 +88,7 @@ func WithKeyValidator(v KeyValidator) ServerOption {
 // from configuration, choose between WithOpenAccess and a key option
 // explicitly, so that a key that came out empty is an error rather than an
 // open server. Together with any other key option it is an error from
-// AddServer.
+// AddServer. Default: open when no key option is given.
 func WithOpenAccess() ServerOption {
 	return keyOption{kind: keyOpen}
 }

@@ -14,6 +14,7 @@ import (
 // and who that server lets in. A key option that yields no usable key is
 // an error, never an open server.
 func TestKeyOptions(t *testing.T) {
+	t.Parallel()
 	validator := communication.KeyValidatorFunc(func(_ context.Context, key string, _ *http.Request) (communication.KeyInfo, bool, error) {
 		return communication.KeyInfo{ID: "v"}, key == "valid", nil
 	})

@@ -17,6 +17,7 @@ import (
 // with an error that carries the request's correlation id, so that its
 // caller learns at once instead of at its timeout.
 func TestBadWrapperAnsweredWithCorrelationID(t *testing.T) {
+	t.Parallel()
 	ts := dotNetServer(t, make(chan Note, 1))
 	p := dialRawNegotiated(t, ts, http.Header{"X-Client-Instance": {"0f8fad5b-d9cb-469f-a165-70867728950e"}})
 
@@ -56,6 +57,7 @@ func TestBadWrapperAnsweredWithCorrelationID(t *testing.T) {
 // but names its request fails that request at once with ErrBadMessage,
 // instead of leaving it to its timeout.
 func TestBadAnswerFailsRequestAtOnce(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	p := dialRaw(t, ts, http.Header{"X-Tharga-Correlation": {"1"}})
 	require.Eventually(t, func() bool { return len(ts.ConnectionIDs()) == 1 }, 5*time.Second, time.Millisecond)

@@ -179,7 +179,6 @@ func (r *runState) isConnected() bool {
 func AddClient(opts ...ClientOption) (*Client, error) {
 	cfg := clientConfig{
 		common:          defaultCommon(),
-		pattern:         "hub",
 		reconnectDelays: DefaultReconnectDelays,
 		reconnectJitter: DefaultReconnectJitter,
 		protocol:        JSON,
@@ -224,7 +223,7 @@ func AddClient(opts ...ClientOption) (*Client, error) {
 		return nil, err
 	}
 	hubURL := *u
-	hubURL.Path = strings.TrimSuffix(hubURL.Path, "/") + "/" + strings.TrimPrefix(cfg.pattern, "/")
+	hubURL.Path = strings.TrimSuffix(hubURL.Path, "/") + cfg.pattern
 	ctx, stop := context.WithCancelCause(context.Background())
 	c := &Client{
 		cfg:         cfg,
@@ -306,7 +305,7 @@ func (c *Client) Start(ctx context.Context) error {
 		c.mu.Unlock()
 		err := fmt.Errorf("%w: %w", ErrNotConnected, ctx.Err())
 		if last != nil {
-			err = fmt.Errorf("%w: %w (last attempt: %v)", ErrNotConnected, ctx.Err(), last)
+			err = fmt.Errorf("%w: %w (last attempt: %w)", ErrNotConnected, ctx.Err(), last)
 		}
 		cancel(err)
 		<-r.done

@@ -2,7 +2,10 @@ package communication
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -35,14 +38,14 @@ const DefaultRetention = 24 * time.Hour
 // connection, under its key; the server goes on serving a new connection
 // only once its record is stored, so a handler of the connection finds it.
 //
-// OnClientConnected and OnClientDisconnected run on a goroutine of their
-// own, after the transition is stored, so that the connection keeps being
-// served meanwhile: OnClientConnected may Send or Post to the new client
-// and wait for its answer. The events of one key run one at a time, in the
-// order of their transitions: a connection's disconnect event never starts
-// before its connect event ended. Events of different keys run in
-// parallel. A message from a new client may be handled before or while its
-// OnClientConnected runs.
+// The functions of WithConnectHandler and WithDisconnectHandler run on a
+// goroutine of their own, after the transition is stored, so that the
+// connection keeps being served meanwhile: the connect handler may Send or
+// Post to the new client and wait for its answer. The events of one key
+// run one at a time, in the order of their transitions: a connection's
+// disconnect event never starts before its connect event ended. Events of
+// different keys run in parallel. A message from a new client may be
+// handled before or while its connect handler runs.
 //
 // A callback that panics is recovered and logged.
 type ClientState[T any] struct {
@@ -61,30 +64,52 @@ type ClientState[T any] struct {
 	lastPrune time.Time
 }
 
-// ClientStateOption configures a ClientState.
-type ClientStateOption[T any] func(*ClientState[T])
+// ClientStateOption configures a ClientState. Options that carry the
+// application's data (WithBuild, WithBuildDisconnect, WithRepository,
+// WithConnectHandler, WithDisconnectHandler) take their T from their
+// argument and are for a ClientState[T] of that T: NewClientState reports
+// one given to a ClientState of another type. The others (WithRetention)
+// fit any ClientState.
+type ClientStateOption interface {
+	applyClientState(target any) error
+}
+
+// stateOption is an option that carries T.
+type stateOption[T any] struct {
+	name  string
+	apply func(*ClientState[T])
+}
+
+func (o stateOption[T]) applyClientState(target any) error {
+	s, ok := target.(*ClientState[T])
+	if !ok {
+		return fmt.Errorf("%s is for a ClientState[%v], not a %T", o.name, reflect.TypeFor[T](), target)
+	}
+	o.apply(s)
+	return nil
+}
 
 // WithRepository sets where clients are stored. Default: a
 // MemoryRepository.
-func WithRepository[T any](r ClientRepository[T]) ClientStateOption[T] {
-	return func(s *ClientState[T]) { s.repo = r }
+func WithRepository[T any](r ClientRepository[T]) ClientStateOption {
+	return stateOption[T]{"WithRepository", func(s *ClientState[T]) { s.repo = r }}
 }
 
 // WithBuild sets how the application's data is built when a client
 // connects; previous is the stored client of the same instance, if any.
 // Default: previous data, or the zero T.
-func WithBuild[T any](f func(ctx context.Context, rec ClientRecord, previous *ClientEntry[T]) (T, error)) ClientStateOption[T] {
-	return func(s *ClientState[T]) { s.build = f }
+func WithBuild[T any](f func(ctx context.Context, rec ClientRecord, previous *ClientEntry[T]) (T, error)) ClientStateOption {
+	return stateOption[T]{"WithBuild", func(s *ClientState[T]) { s.build = f }}
 }
 
 // WithBuildDisconnect sets how the application's data changes when a
 // client disconnects (the bookkeeping is already updated in c). Default:
 // unchanged.
-func WithBuildDisconnect[T any](f func(ctx context.Context, c ClientEntry[T]) (T, error)) ClientStateOption[T] {
-	return func(s *ClientState[T]) { s.buildDisconnect = f }
+func WithBuildDisconnect[T any](f func(ctx context.Context, c ClientEntry[T]) (T, error)) ClientStateOption {
+	return stateOption[T]{"WithBuildDisconnect", func(s *ClientState[T]) { s.buildDisconnect = f }}
 }
 
-// OnClientConnected sets a function called once per connection, after its
+// WithConnectHandler sets a function called once per connection, after its
 // record is stored. It runs on a goroutine of its own, after the earlier
 // events of the same client and before its later ones (see [ClientState]),
 // while the connection is already serving: it may Send or Post to the new
@@ -92,36 +117,58 @@ func WithBuildDisconnect[T any](f func(ctx context.Context, c ClientEntry[T]) (T
 // connect had left (the server gives a connect its handshake timeout),
 // counted from when the event starts, and is cancelled if the server's
 // Shutdown gives up waiting for events. Default: none.
-func OnClientConnected[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption[T] {
-	return func(s *ClientState[T]) { s.onConnect = f }
+func WithConnectHandler[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption {
+	return stateOption[T]{"WithConnectHandler", func(s *ClientState[T]) { s.onConnect = f }}
 }
 
-// OnClientDisconnected sets a function called once per connection that
+// WithDisconnectHandler sets a function called once per connection that
 // ends, after its record is updated, even when a newer connection of the
-// same instance already took the record. Like OnClientConnected it runs
+// same instance already took the record. Like the connect handler it runs
 // on a goroutine of its own, after the connection's connect event ended.
 // Default: none.
-func OnClientDisconnected[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption[T] {
-	return func(s *ClientState[T]) { s.onDisconnect = f }
+func WithDisconnectHandler[T any](f func(ctx context.Context, c ClientEntry[T])) ClientStateOption {
+	return stateOption[T]{"WithDisconnectHandler", func(s *ClientState[T]) { s.onDisconnect = f }}
+}
+
+// retentionOption is WithRetention: it fits a ClientState of any T.
+type retentionOption time.Duration
+
+func (o retentionOption) applyClientState(target any) error {
+	target.(interface{ setRetention(time.Duration) }).setRetention(time.Duration(o))
+	return nil
 }
 
 // WithRetention sets how long disconnected clients are kept (connected
 // flag off, disconnect time set); 0 removes a client when it disconnects.
-// Default: DefaultRetention (24h).
-func WithRetention[T any](d time.Duration) ClientStateOption[T] {
-	return func(s *ClientState[T]) { s.retention = d }
-}
+// It must not be negative. Default: DefaultRetention (24h).
+func WithRetention(d time.Duration) ClientStateOption { return retentionOption(d) }
 
-// NewClientState returns a client-state service.
-func NewClientState[T any](opts ...ClientStateOption[T]) *ClientState[T] {
+func (s *ClientState[T]) setRetention(d time.Duration) { s.retention = d }
+
+// NewClientState returns a client-state service keeping data of type T. It
+// reports every option that does not fit: one for a ClientState of another
+// type, a negative retention.
+func NewClientState[T any](opts ...ClientStateOption) (*ClientState[T], error) {
 	s := &ClientState[T]{retention: DefaultRetention, log: slog.New(slog.DiscardHandler), keys: newKeyLocks()}
+	var errs []error
 	for _, o := range opts {
-		o(s)
+		if o == nil {
+			continue
+		}
+		if err := o.applyClientState(s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.retention < 0 {
+		errs = append(errs, fmt.Errorf("retention must not be negative, got %v", s.retention))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("communication: invalid client state options: %w", err)
 	}
 	if s.repo == nil {
 		s.repo = NewMemoryRepository[T]()
 	}
-	return s
+	return s, nil
 }
 
 // GetAll returns every known client, connected or kept after disconnect.
@@ -156,6 +203,8 @@ type clientTracker interface {
 	records(ctx context.Context) ([]ClientRecord, error)
 	record(ctx context.Context, connectionID string) (ClientRecord, bool, error)
 	setLogger(*slog.Logger)
+	// dataType is the T of the ClientState.
+	dataType() reflect.Type
 	// reassert stores the record of a live connection again where the
 	// repository lost it or took it for gone (a Redis restart, a node
 	// taken for dead during a partition). It fires no event.
@@ -387,8 +436,50 @@ func (s *ClientState[T]) record(ctx context.Context, id string) (ClientRecord, b
 // WithClientState sets the server's client-state service. Default: a
 // ClientState with no application data and a MemoryRepository.
 func WithClientState[T any](s *ClientState[T]) ServerOption {
-	return serverOption(func(c *serverConfig) { c.state = s })
+	return serverOption(func(c *serverConfig) {
+		if s == nil {
+			c.invalid = append(c.invalid, errors.New("WithClientState: the client state is nil"))
+			return
+		}
+		c.state = s
+	})
 }
+
+// Lookup returns the client on connection connectionID with the
+// application's data of type T, from the server's ClientState[T]
+// (WithClientState), so that a handler needs no reference to it. It is an
+// error when the server keeps another type (a server without
+// WithClientState keeps struct{}). With a Backplane it finds the clients of
+// other nodes where the repository is shared (the redis module's).
+func Lookup[T any](ctx context.Context, srv *Server, connectionID string) (ClientEntry[T], bool, error) {
+	s, err := stateOf[T](srv)
+	if err != nil {
+		return ClientEntry[T]{}, false, err
+	}
+	return s.GetByConnectionID(ctx, connectionID)
+}
+
+// LookupInstance returns the client with the given instance
+// (X-Client-Instance), as Lookup does.
+func LookupInstance[T any](ctx context.Context, srv *Server, instance string) (ClientEntry[T], bool, error) {
+	s, err := stateOf[T](srv)
+	if err != nil {
+		return ClientEntry[T]{}, false, err
+	}
+	return s.GetByInstance(ctx, instance)
+}
+
+// stateOf returns the server's ClientState, if it keeps data of type T.
+func stateOf[T any](srv *Server) (*ClientState[T], error) {
+	s, ok := srv.cfg.state.(*ClientState[T])
+	if !ok {
+		return nil, fmt.Errorf("communication: the server's client state keeps %v, not %v (see WithClientState)",
+			srv.cfg.state.dataType(), reflect.TypeFor[T]())
+	}
+	return s, nil
+}
+
+func (s *ClientState[T]) dataType() reflect.Type { return reflect.TypeFor[T]() }
 
 // keyLocks orders work per client key. A key's entry lives while a
 // transition holds or waits for it or events of the key are queued, and is

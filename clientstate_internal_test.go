@@ -12,6 +12,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// newState builds a ClientState for a test.
+func newState[T any](t *testing.T, opts ...ClientStateOption) *ClientState[T] {
+	t.Helper()
+	s, err := NewClientState[T](opts...)
+	require.NoError(t, err)
+	return s
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
@@ -37,9 +45,10 @@ func (l *keyLocks) size() int {
 // TestKeyLocksForgetIdleKeys runs many clients through the state at once:
 // when everything has settled, no key is left in the map.
 func TestKeyLocksForgetIdleKeys(t *testing.T) {
+	t.Parallel()
 	var events atomic.Int32
 	count := func(context.Context, ClientEntry[int]) { events.Add(1) }
-	s := NewClientState(OnClientConnected(count), OnClientDisconnected(count))
+	s := newState[int](t, WithConnectHandler(count), WithDisconnectHandler(count))
 	ctx := testCtx(t)
 	const n = 200
 	var wg sync.WaitGroup
@@ -63,9 +72,10 @@ func TestKeyLocksForgetIdleKeys(t *testing.T) {
 // TestWaitCancelsEventsWhenItGivesUp: an event that waits on its context
 // ends when a wait gives up; events queued later start uncancelled.
 func TestWaitCancelsEventsWhenItGivesUp(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	started := make(chan string, 2)
-	s := NewClientState(OnClientConnected(func(ectx context.Context, c ClientEntry[int]) {
+	s := newState[int](t, WithConnectHandler(func(ectx context.Context, c ClientEntry[int]) {
 		started <- c.Instance
 		if c.Instance == "first" {
 			select {
@@ -94,9 +104,10 @@ func TestWaitCancelsEventsWhenItGivesUp(t *testing.T) {
 // TestEventContextOutlivesTheTransition: the caller's context ends when
 // connect returns; the event's must not, and it keeps the caller's values.
 func TestEventContextOutlivesTheTransition(t *testing.T) {
+	t.Parallel()
 	type ctxKey struct{}
 	got := make(chan error, 1)
-	s := NewClientState(OnClientConnected(func(ectx context.Context, c ClientEntry[int]) {
+	s := newState[int](t, WithConnectHandler(func(ectx context.Context, c ClientEntry[int]) {
 		if v, _ := ectx.Value(ctxKey{}).(string); v != "v" {
 			got <- fmt.Errorf("value lost: %q", v)
 			return
@@ -125,11 +136,12 @@ func TestEventContextOutlivesTheTransition(t *testing.T) {
 // TestPanickingEventKeepsTheQueueGoing: a connect event that panics is
 // logged, and the disconnect event behind it still runs.
 func TestPanickingEventKeepsTheQueueGoing(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	disconnected := make(chan string, 1)
-	s := NewClientState(
-		OnClientConnected(func(context.Context, ClientEntry[int]) { panic("boom") }),
-		OnClientDisconnected(func(_ context.Context, c ClientEntry[int]) { disconnected <- c.ConnectionID }))
+	s := newState[int](t,
+		WithConnectHandler(func(context.Context, ClientEntry[int]) { panic("boom") }),
+		WithDisconnectHandler(func(_ context.Context, c ClientEntry[int]) { disconnected <- c.ConnectionID }))
 	rec := connectedRecord(uuid.NewString())
 	s.connect(ctx, rec)
 	s.disconnect(ctx, ended(rec))
@@ -151,9 +163,10 @@ func (r *staleRepository) GetAll(context.Context) ([]ClientEntry[int], error) {
 // TestPruneSparesAClientThatReconnected: a prune checks each client again
 // under its key before it removes it.
 func TestPruneSparesAClientThatReconnected(t *testing.T) {
+	t.Parallel()
 	ctx := testCtx(t)
 	repo := &staleRepository{MemoryRepository: NewMemoryRepository[int]()}
-	s := NewClientState(WithRepository[int](repo), WithRetention[int](time.Hour))
+	s := newState[int](t, WithRepository[int](repo), WithRetention(time.Hour))
 	back := connectedRecord(uuid.NewString())
 	gone := connectedRecord(uuid.NewString())
 	old := ClientEntry[int]{ClientRecord: back}

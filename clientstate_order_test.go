@@ -21,12 +21,13 @@ import (
 // the first build would wait for the others forever, and the barrier
 // below gives up.
 func TestConnectsOfDifferentClientsRunInParallel(t *testing.T) {
+	t.Parallel()
 	const n = 10
 	barrier := ctxT(t, 10*time.Second)
 	var mu sync.Mutex
 	entered := 0
 	all := make(chan struct{})
-	state := communication.NewClientState(
+	state := newState[string](t,
 		communication.WithBuild(func(ctx context.Context, rec communication.ClientRecord, prev *communication.ClientEntry[string]) (string, error) {
 			mu.Lock()
 			entered++
@@ -76,14 +77,15 @@ func TestConnectsOfDifferentClientsRunInParallel(t *testing.T) {
 	}
 }
 
-// TestSendFromOnClientConnected asks the new client something from the
+// TestSendFromConnectHandler asks the new client something from the
 // connect event: the event runs beside the connection, which is already
 // serving, so the answer arrives.
-func TestSendFromOnClientConnected(t *testing.T) {
+func TestSendFromConnectHandler(t *testing.T) {
+	t.Parallel()
 	var srv atomic.Pointer[communication.Server]
 	got := make(chan error, 1)
-	state := communication.NewClientState(
-		communication.OnClientConnected(func(ctx context.Context, c communication.ClientEntry[struct{}]) {
+	state := newState[struct{}](t,
+		communication.WithConnectHandler(func(ctx context.Context, c communication.ClientEntry[struct{}]) {
 			pong, err := communication.Send[Pong](ctx, srv.Load().To(c.ConnectionID), Ping{Message: "welcome " + c.Machine})
 			if err == nil && pong.Reply != "welcome m1" {
 				err = fmt.Errorf("wrong answer %q", pong.Reply)
@@ -112,6 +114,7 @@ func TestSendFromOnClientConnected(t *testing.T) {
 // in the order of the transitions, and each connection's connect before
 // its disconnect.
 func TestEventsOfOneClientAreOrdered(t *testing.T) {
+	t.Parallel()
 	const workers, cycles = 4, 10
 	const total = workers * cycles
 	type event struct {
@@ -133,7 +136,7 @@ func TestEventsOfOneClientAreOrdered(t *testing.T) {
 		events <- event{connect: connect, conn: c.ConnectionID, connects: c.Data.Connects}
 		inside.Add(-1)
 	}
-	state := communication.NewClientState(
+	state := newState[agentData](t,
 		communication.WithBuild(func(ctx context.Context, rec communication.ClientRecord, prev *communication.ClientEntry[agentData]) (agentData, error) {
 			var d agentData
 			if prev != nil {
@@ -146,8 +149,8 @@ func TestEventsOfOneClientAreOrdered(t *testing.T) {
 			c.Data.Disconnects++
 			return c.Data, nil
 		}),
-		communication.OnClientConnected(func(ctx context.Context, c communication.ClientEntry[agentData]) { record(true, c) }),
-		communication.OnClientDisconnected(func(ctx context.Context, c communication.ClientEntry[agentData]) { record(false, c) }),
+		communication.WithConnectHandler(func(ctx context.Context, c communication.ClientEntry[agentData]) { record(true, c) }),
+		communication.WithDisconnectHandler(func(ctx context.Context, c communication.ClientEntry[agentData]) { record(false, c) }),
 	)
 	ts := newServer(t, communication.WithClientState(state))
 	instance := uuid.NewString()
@@ -245,14 +248,15 @@ func (r *slowPruneRepository) GetAll(ctx context.Context) ([]communication.Clien
 // repository) from finishing: clients must still connect and be recorded
 // meanwhile.
 func TestPruneDoesNotHoldUpConnects(t *testing.T) {
+	t.Parallel()
 	repo := &slowPruneRepository{
 		MemoryRepository: communication.NewMemoryRepository[struct{}](),
 		entered:          make(chan struct{}),
 		release:          make(chan struct{}),
 	}
-	state := communication.NewClientState(
+	state := newState[struct{}](t,
 		communication.WithRepository[struct{}](repo),
-		communication.WithRetention[struct{}](time.Hour))
+		communication.WithRetention(time.Hour))
 	ts := newServer(t, communication.WithClientState(state))
 	ctx := ctxT(t, 20*time.Second)
 

@@ -24,9 +24,10 @@ type agentData struct {
 }
 
 func TestClientRecords(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var connects, disconnects []communication.ClientEntry[agentData]
-	state := communication.NewClientState(
+	state := newState[agentData](t,
 		communication.WithBuild(func(ctx context.Context, rec communication.ClientRecord, prev *communication.ClientEntry[agentData]) (agentData, error) {
 			d := agentData{Label: "agent on " + rec.Machine}
 			if prev != nil {
@@ -39,12 +40,12 @@ func TestClientRecords(t *testing.T) {
 			c.Data.Disconnects++
 			return c.Data, nil
 		}),
-		communication.OnClientConnected(func(ctx context.Context, c communication.ClientEntry[agentData]) {
+		communication.WithConnectHandler(func(ctx context.Context, c communication.ClientEntry[agentData]) {
 			mu.Lock()
 			connects = append(connects, c)
 			mu.Unlock()
 		}),
-		communication.OnClientDisconnected(func(ctx context.Context, c communication.ClientEntry[agentData]) {
+		communication.WithDisconnectHandler(func(ctx context.Context, c communication.ClientEntry[agentData]) {
 			mu.Lock()
 			disconnects = append(disconnects, c)
 			mu.Unlock()
@@ -129,6 +130,7 @@ func TestClientRecords(t *testing.T) {
 }
 
 func TestClientWithoutHeadersIsRecorded(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	dialRaw(t, ts, nil)
 	ctx := ctxT(t, 10*time.Second)
@@ -150,6 +152,7 @@ func TestClientWithoutHeadersIsRecorded(t *testing.T) {
 }
 
 func TestHeadersSentByClient(t *testing.T) {
+	t.Parallel()
 	got := make(chan http.Header, 4)
 	ts := newServer(t)
 	mux := http.NewServeMux()
@@ -172,6 +175,7 @@ func TestHeadersSentByClient(t *testing.T) {
 }
 
 func TestAPIKeys(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t, communication.WithPrimaryAndSecondaryKeys("primary-key", "secondary-key"))
 	ctx := ctxT(t, 10*time.Second)
 	negotiate := func(h http.Header, query string) int {
@@ -223,6 +227,7 @@ func TestAPIKeys(t *testing.T) {
 }
 
 func TestCustomKeyValidator(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t, communication.WithKeyValidator(communication.KeyValidatorFunc(
 		func(ctx context.Context, key string, r *http.Request) (communication.KeyInfo, bool, error) {
 			if strings.HasPrefix(key, "tenant-") {
@@ -239,6 +244,7 @@ func TestCustomKeyValidator(t *testing.T) {
 }
 
 func TestClientWithWrongKey(t *testing.T) {
+	t.Parallel()
 	var revoked atomic.Bool
 	ts := newServer(t, communication.WithKeyValidator(communication.KeyValidatorFunc(
 		func(ctx context.Context, key string, r *http.Request) (communication.KeyInfo, bool, error) {
@@ -306,6 +312,7 @@ func TestClientWithWrongKey(t *testing.T) {
 }
 
 func TestPendingIntrospection(t *testing.T) {
+	t.Parallel()
 	events := make(chan communication.PendingEvent, 16)
 	ts := newServer(t, communication.WithPendingHandler(func(e communication.PendingEvent) { events <- e }))
 	c := newClient(t, ts)
@@ -338,7 +345,8 @@ func TestPendingIntrospection(t *testing.T) {
 // TestChurn connects and disconnects 1,000 clients: nothing is left behind
 // (goroutines are checked by goleak in TestMain).
 func TestChurn(t *testing.T) {
-	state := communication.NewClientState[struct{}](communication.WithRetention[struct{}](0))
+	t.Parallel()
+	state := newState[struct{}](t, communication.WithRetention(0))
 	ts := newServer(t, communication.WithClientState(state))
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Ping, Pong](func(ctx context.Context, p Ping) (Pong, error) {
 		return Pong{Reply: p.Message}, nil

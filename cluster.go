@@ -14,7 +14,7 @@ import (
 
 // The kinds of message one node sends another through the Backplane.
 const (
-	envBroadcast = "all"  // a post to every client of the receiving node
+	envBroadcast = "all"  // a post to every client of the receiving node, but Conn
 	envPost      = "post" // a post to one connection or instance
 	envRequest   = "req"  // a request to one connection or instance
 	envReply     = "rep"  // the outcome of a request
@@ -47,7 +47,7 @@ type envelope struct {
 	RespName string
 	Deadline int64 // Unix milliseconds
 	Err      string
-	Code     string
+	Code     Code
 	Message  string
 	// Subs are subscription counts (see clusterCounter).
 	Subs []subEntry
@@ -200,6 +200,11 @@ func (c *cluster) post(ctx context.Context, l Location, msg any) error {
 	if err != nil {
 		return err
 	}
+	return c.postWrapper(ctx, l, &w)
+}
+
+// postWrapper publishes an encoded post to the node that holds l.
+func (c *cluster) postWrapper(ctx context.Context, l Location, w *wire.Wrapper) error {
 	at, err := c.locate(ctx, l)
 	if err != nil {
 		return err
@@ -218,8 +223,10 @@ func (c *cluster) gone(at Location, err error) error {
 	return err
 }
 
-func (c *cluster) broadcast(ctx context.Context, w *wire.Wrapper) error {
-	return c.publish(ctx, "", &envelope{Kind: envBroadcast, Type: w.Type, Payload: w.Payload})
+// broadcast publishes a post to every client of the other nodes but the
+// connection except (none when it is "").
+func (c *cluster) broadcast(ctx context.Context, w *wire.Wrapper, except string) error {
+	return c.publish(ctx, "", &envelope{Kind: envBroadcast, Conn: except, Type: w.Type, Payload: w.Payload})
 }
 
 // remote returns the requester for a client on another node.
@@ -370,7 +377,7 @@ func (c *cluster) deliver(e envelope) {
 	defer cancel()
 	w := wire.Wrapper{Type: e.Type, Payload: e.Payload}
 	if e.Kind == envBroadcast {
-		if err := c.s.broadcastLocal(ctx, &w); err != nil {
+		if err := c.s.broadcastLocal(ctx, &w, e.Conn); err != nil {
 			c.s.log.Debug("communication: broadcast from another node not delivered to all", "node", e.From, "error", err)
 		}
 		return

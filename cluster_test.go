@@ -139,12 +139,14 @@ func testCluster(t *testing.T, bp communication.Backplane) {
 }
 
 func TestClusterInMemory(t *testing.T) {
+	t.Parallel()
 	testCluster(t, communication.NewMemoryBackplane())
 }
 
 // TestClusterFailsFast: a request to a client on another node fails at
 // once, not at its timeout, when the client leaves or its node shuts down.
 func TestClusterFailsFast(t *testing.T) {
+	t.Parallel()
 	bp := communication.NewMemoryBackplane()
 	nodes, _ := newCluster(t, bp, 2, 0)
 	entered := make(chan struct{}, 4)
@@ -193,6 +195,7 @@ func TestClusterFailsFast(t *testing.T) {
 // request that reaches another node than its negotiate is refused with a
 // message that says why (sticky sessions).
 func TestNegotiateOnAnotherNode(t *testing.T) {
+	t.Parallel()
 	bp := communication.NewMemoryBackplane()
 	nodes, _ := newCluster(t, bp, 2, 0)
 	_, _, token := negotiate(t, nodes[0], nil)
@@ -215,6 +218,7 @@ func TestNegotiateOnAnotherNode(t *testing.T) {
 // HasSubscribers; a node that joins later learns the active set; the
 // subscriptions of a node that leaves end with it.
 func TestClusterSubscriptions(t *testing.T) {
+	t.Parallel()
 	bp := communication.NewMemoryBackplane()
 	nodes, _ := newCluster(t, bp, 2, 0)
 	ctx := ctxT(t, 30*time.Second)

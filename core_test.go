@@ -17,6 +17,7 @@ import (
 )
 
 func TestPostBothWaysAndBroadcast(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	got := make(chan communication.Sender, 1)
 	require.NoError(t, communication.HandlePost(ts.Handlers(), communication.PostHandlerFunc[Note](func(ctx context.Context, n Note) error {
@@ -58,6 +59,7 @@ func TestPostBothWaysAndBroadcast(t *testing.T) {
 }
 
 func TestRequestBothWays(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Ping, Pong](func(ctx context.Context, p Ping) (Pong, error) {
 		return Pong{Reply: "Pong: " + p.Message}, nil
@@ -86,15 +88,16 @@ func TestRequestBothWays(t *testing.T) {
 // TestManyInFlight sends 1,000 requests at once on one connection, in each
 // direction, and checks that every answer reaches its own caller.
 func TestManyInFlight(t *testing.T) {
+	t.Parallel()
 	const n = 1000
-	ts := newServer(t, communication.WithMaxConcurrentRequests(1000))
+	ts := newServer(t, communication.WithMaxRequestsPerConnection(1000))
 	echo := communication.SendHandlerFunc[Echo, EchoBack](func(ctx context.Context, e Echo) (EchoBack, error) {
 		// Finish in an order unrelated to arrival.
 		time.Sleep(time.Duration((e.N*7919)%5) * time.Millisecond)
 		return EchoBack(e), nil
 	})
 	require.NoError(t, communication.HandleSend(ts.Handlers(), echo))
-	c := newClient(t, ts, communication.WithMaxConcurrentRequests(1000))
+	c := newClient(t, ts, communication.WithMaxRequestsPerConnection(1000))
 	require.NoError(t, communication.HandleSend(c.Handlers(), echo))
 	require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
 	waitConnected(t, ts, c.ConnectionID())
@@ -132,6 +135,7 @@ func TestManyInFlight(t *testing.T) {
 // TestPostOrder sends 10,000 posts in a burst each way and checks they are
 // handled in the order they were sent.
 func TestPostOrder(t *testing.T) {
+	t.Parallel()
 	const n = 10000
 	ts := newServer(t)
 	serverSeen := make(chan int, n)
@@ -177,6 +181,7 @@ func TestPostOrder(t *testing.T) {
 // in both directions: they fail at once with ErrConnectionLost, long before
 // their timeout.
 func TestConnectionDropFailsPending(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	entered := make(chan struct{}, 2)
 	hang := communication.SendHandlerFunc[Hang, HangBack](func(ctx context.Context, h Hang) (HangBack, error) {
@@ -214,6 +219,7 @@ func TestConnectionDropFailsPending(t *testing.T) {
 }
 
 func TestReconnect(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Ping, Pong](func(ctx context.Context, p Ping) (Pong, error) {
 		return Pong{Reply: p.Message}, nil
@@ -249,6 +255,7 @@ func TestReconnect(t *testing.T) {
 }
 
 func TestFirstConnectIsRetried(t *testing.T) {
+	t.Parallel()
 	srv, err := communication.AddServer()
 	require.NoError(t, err)
 	mux := http.NewServeMux()
@@ -274,6 +281,7 @@ func TestFirstConnectIsRetried(t *testing.T) {
 }
 
 func TestTimeoutAndLateAnswer(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	release := make(chan struct{})
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Echo, EchoBack](func(ctx context.Context, e Echo) (EchoBack, error) {
@@ -299,6 +307,7 @@ func TestTimeoutAndLateAnswer(t *testing.T) {
 }
 
 func TestHandlerDeadlineTravels(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	cancelled := make(chan error, 1)
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Hang, HangBack](func(ctx context.Context, h Hang) (HangBack, error) {
@@ -320,6 +329,7 @@ func TestHandlerDeadlineTravels(t *testing.T) {
 }
 
 func TestRemoteErrors(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Boom, BoomBack](func(ctx context.Context, b Boom) (BoomBack, error) {
 		panic("secret internal state")
@@ -358,8 +368,9 @@ func TestRemoteErrors(t *testing.T) {
 }
 
 func TestConcurrencyBound(t *testing.T) {
+	t.Parallel()
 	const bound = 4
-	ts := newServer(t, communication.WithMaxConcurrentRequests(bound))
+	ts := newServer(t, communication.WithMaxRequestsPerConnection(bound))
 	var running, peak atomic.Int32
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Echo, EchoBack](func(ctx context.Context, e Echo) (EchoBack, error) {
 		n := running.Add(1)
@@ -389,7 +400,8 @@ func TestConcurrencyBound(t *testing.T) {
 }
 
 func TestOptionsValidation(t *testing.T) {
-	_, err := communication.AddServer(communication.WithMaxMessageSize(10), communication.WithKeepAliveInterval(-1))
+	t.Parallel()
+	_, err := communication.AddServer(communication.WithMaxMessageBytes(10), communication.WithKeepAliveInterval(-1))
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "maximum message size")
 	require.Contains(t, err.Error(), "keep-alive")
@@ -403,6 +415,7 @@ func TestOptionsValidation(t *testing.T) {
 func reflectType[T any]() reflect.Type { return reflect.TypeFor[T]() }
 
 func TestMessagePackClient(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	serverNotes := make(chan Note, 1)
 	require.NoError(t, communication.HandlePost(ts.Handlers(), communication.PostHandlerFunc[Note](func(ctx context.Context, n Note) error {
@@ -439,6 +452,7 @@ func TestMessagePackClient(t *testing.T) {
 
 // TestMountBesideRoot mounts the hub on a mux that also serves "GET /".
 func TestMountBesideRoot(t *testing.T) {
+	t.Parallel()
 	srv, err := communication.AddServer()
 	require.NoError(t, err)
 	mux := http.NewServeMux()

@@ -9,18 +9,26 @@ import (
 	"github.com/tharga/communication-go/internal/wire"
 )
 
-// broadcastLocal sends an encoded post to every connection of this node.
-// It waits only on connections that drain, after the others are served,
-// and drops those that do not: one stuck client neither holds the
-// broadcast nor grows the server's memory. It reports how many
-// connections refused the message as too large.
-func (s *Server) broadcastLocal(ctx context.Context, w *wire.Wrapper) error {
+// broadcastLocal sends an encoded post to every connection of this node
+// but except (none when except is ""), as deliverLocal does.
+func (s *Server) broadcastLocal(ctx context.Context, w *wire.Wrapper, except string) error {
 	s.mu.RLock()
 	conns := make([]*serverConn, 0, len(s.conns))
-	for _, sc := range s.conns {
-		conns = append(conns, sc)
+	for id, sc := range s.conns {
+		if id != except {
+			conns = append(conns, sc)
+		}
 	}
 	s.mu.RUnlock()
+	return s.deliverLocal(ctx, conns, w)
+}
+
+// deliverLocal sends an encoded post to connections of this node. It
+// waits only on connections that drain, after the others are served, and
+// drops those that do not: one stuck client neither holds the others nor
+// grows the server's memory. It reports how many connections refused the
+// message as too large.
+func (s *Server) deliverLocal(ctx context.Context, conns []*serverConn, w *wire.Wrapper) error {
 	// First pass: queue without waiting. A connection whose queue is full
 	// is either slow for a moment (its writer moves: wait for room, after
 	// everybody else is served) or not reading at all (its writer stalls:

@@ -14,9 +14,13 @@
 //		func(ctx context.Context, p Ping) (Pong, error) { return Pong{Reply: p.Message}, nil }))
 //	srv.Mount(mux) // "/hub" and "/hub/negotiate"
 //
-// The server posts to one client ([Server.Post]), to all ([Server.PostAll]),
-// and sends requests to one ([Send] with [Server.To]). Shutdown stops it
-// gracefully.
+// The server posts to one client ([Server.Post], or by instance
+// [Server.PostToInstance]), to a set of connections ([Server.PostTo]), to
+// all ([Server.PostAll]) or to all but one ([Server.PostAllExcept]: a
+// handler relaying to the others what its sender posted), and sends
+// requests to one ([Send] with [Server.To] or [Server.ToInstance]). A
+// handler finds the typed record of a client with [Lookup]. Shutdown stops
+// it gracefully.
 //
 // # Client
 //
@@ -88,19 +92,20 @@
 //
 // Posts from one sender are handled one at a time in the order they were
 // sent; posts to one connection are delivered in the order they were made.
-// Requests run concurrently, up to WithMaxConcurrentRequests per connection
+// Requests run concurrently, up to WithMaxRequestsPerConnection per connection
 // and WithMaxServerHandlers across the server; past either bound the
 // connection stops reading until a handler finishes (backpressure), and
 // stays connected meanwhile. The handlers of a connection that drops see
-// their context end. Sends are queued per connection up to WithSendQueue
-// bytes, and everything written to a connection counts against that bound.
+// their context end. Sends are queued per connection up to
+// WithSendQueueBytes, and everything written to a connection counts against
+// that bound.
 //
 // # Limits and hostile peers
 //
 // Every resource a peer can make the server hold is bounded: negotiations
 // (kept until their transport request takes them, at most the handshake
 // timeout, and only the few identity values a record stores, each at most
-// 256 bytes); a hub message (WithMaxMessageSize: a larger one is skipped as
+// 256 bytes); a hub message (WithMaxMessageBytes: a larger one is skipped as
 // it arrives and dropped, whatever its size, and the connection goes on);
 // the bytes queued for a connection; the handlers running per connection
 // and across the server; the POSTs waiting on a server-sent-events session.
@@ -117,15 +122,18 @@
 // [ErrConnectionLost], [ErrUnknownType], [ErrTooLarge], [ErrSlowConsumer]
 // with errors.Is (a request pending on a connection dropped for not reading
 // matches both ErrConnectionLost and ErrSlowConsumer); a failure reported
-// by the remote side is a [*RemoteError]. A handler that panics is answered
+// by the remote side is a [*RemoteError], with a [Code] ([CodeOf]). A send
+// handler chooses the code and message its caller sees by returning
+// [NewError] (code "not_found", say); its other errors reach the caller as
+// [CodeHandlerError] with their text. A handler that panics is answered
 // with an error and never takes the process down.
 //
 // # Scale-out
 //
-// [WithBackplane] joins Servers into a cluster: [Server.PostAll] reaches the
-// clients of every node, [Server.Post], [Server.PostToInstance],
-// [Server.To] and [Server.ToInstance] reach a client wherever it is
-// connected (the node that holds it runs the request), and subscription
+// [WithBackplane] joins Servers into a cluster: [Server.PostAll] and
+// [Server.PostAllExcept] reach the clients of every node, [Server.Post],
+// [Server.PostTo], [Server.PostToInstance], [Server.To] and
+// [Server.ToInstance] reach a client wherever it is connected (the node that holds it runs the request), and subscription
 // counts are cluster-wide. Requests fail at once when nobody holds the
 // connection, when its client or node leaves, and when this node loses the
 // cluster. [MemoryBackplane] joins the Servers of one process; the module

@@ -28,7 +28,7 @@ func appendEnvelope(b []byte, e *envelope) []byte {
 	b = append(b, e.Payload...)
 	b = appendEnvString(b, e.RespName)
 	b = binary.AppendVarint(b, e.Deadline)
-	for _, s := range [...]string{e.Err, e.Code, e.Message} {
+	for _, s := range [...]string{e.Err, string(e.Code), e.Message} {
 		b = appendEnvString(b, s)
 	}
 	b = binary.AppendUvarint(b, uint64(len(e.Subs)))
@@ -107,7 +107,7 @@ func parseEnvelope(msg []byte, e *envelope) error {
 	}
 	e.RespName = r.string()
 	e.Deadline = r.varint()
-	e.Err, e.Code, e.Message = r.string(), r.string(), r.string()
+	e.Err, e.Code, e.Message = r.string(), Code(r.string()), r.string()
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
 		r.err = errEnvelope

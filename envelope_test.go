@@ -7,6 +7,7 @@ import (
 )
 
 func TestEnvelopeRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, e := range []envelope{
 		{Kind: envBroadcast, From: "a", Type: "T", Payload: []byte(`{"N":1}`)},
 		{Kind: envRequest, From: "node-1", ID: 1 << 40, Conn: "c", Type: "T", Payload: []byte("{}"), RespName: "R", Deadline: 1764720000000},

@@ -78,23 +78,93 @@ var (
 	ErrUnexpectedType = errors.New("communication: unexpected answer type")
 )
 
-// Codes of a RemoteError, carried in the error answer as "Code" (which .NET
-// peers ignore). An error answer from a .NET peer has no code.
+// Code classifies the failure of a request, as the remote side reports
+// it (RemoteError.Code) and as a handler chooses it (NewError). It travels
+// in the error answer as "Code", which .NET peers ignore; an error answer
+// from a .NET peer has none. The codes below are the library's; an
+// application may define its own ("not_found"), as long as both ends agree
+// on the string.
+type Code string
+
+// The library's codes.
 const (
 	// CodeUnknownType: the receiver has no handler for the request's type.
-	CodeUnknownType = "unknown_type"
+	CodeUnknownType Code = "unknown_type"
 	// CodeBadPayload: the payload did not decode into the registered type.
-	CodeBadPayload = "bad_payload"
-	// CodeHandlerError: the handler returned an error.
-	CodeHandlerError = "handler_error"
+	CodeBadPayload Code = "bad_payload"
+	// CodeHandlerError: the handler returned an error of its own (not an
+	// *Error that chose another code).
+	CodeHandlerError Code = "handler_error"
 	// CodeHandlerPanic: the handler panicked.
-	CodeHandlerPanic = "handler_panic"
+	CodeHandlerPanic Code = "handler_panic"
 	// CodeTimeout: the handler did not finish before its deadline.
-	CodeTimeout = "timeout"
+	CodeTimeout Code = "timeout"
 	// CodeTooLarge: the handler's answer was larger than the caller
 	// accepts.
-	CodeTooLarge = "too_large"
+	CodeTooLarge Code = "too_large"
 )
+
+// String returns the code as it travels on the wire.
+func (c Code) String() string { return string(c) }
+
+// Error is a failure with a code, which a SendHandler returns to choose
+// what its caller sees: the caller gets a *RemoteError with this Code and
+// this Message. A handler's other errors reach the caller with
+// CodeHandlerError and the error's text. An *Error wrapped by the
+// handler's own error (fmt.Errorf with %w) is found with errors.As, and
+// its code and message are what is answered. The message crosses the
+// wire: it should not carry secrets.
+type Error struct {
+	code Code
+	err  error
+}
+
+// NewError returns an error with the given code whose message is err's
+// text; an empty code is CodeHandlerError. errors.Is and errors.As see err
+// through it.
+func NewError(code Code, err error) *Error {
+	if code == "" {
+		code = CodeHandlerError
+	}
+	return &Error{code: code, err: err}
+}
+
+// Code returns the error's code.
+func (e *Error) Code() Code { return e.code }
+
+// Message returns the text the caller sees: the wrapped error's, or the
+// code when there is none.
+func (e *Error) Message() string {
+	if e.err == nil {
+		return string(e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *Error) Error() string { return string(e.code) + ": " + e.Message() }
+
+// Unwrap returns the wrapped error.
+func (e *Error) Unwrap() error { return e.err }
+
+// CodeOf returns the code of the first *RemoteError or *Error in err's
+// chain: what the remote side reported, or what a handler chose. It is ""
+// when there is neither, and for an error answer from a .NET peer.
+func CodeOf(err error) Code {
+	var c coded
+	if errors.As(err, &c) {
+		return c.errorCode()
+	}
+	return ""
+}
+
+// coded is an error that carries a Code: *Error and *RemoteError.
+type coded interface {
+	error
+	errorCode() Code
+}
+
+func (e *Error) errorCode() Code       { return e.code }
+func (e *RemoteError) errorCode() Code { return e.Code }
 
 // RemoteError is a failure reported by the remote side in answer to a
 // request: the .NET error answer {"Error": "..."} in the request's type.
@@ -103,9 +173,9 @@ type RemoteError struct {
 	Type string
 	// Message is the remote handler's error text.
 	Message string
-	// Code classifies the failure when the peer is this library; empty
-	// for .NET peers.
-	Code string
+	// Code classifies the failure when the peer is this library (or a
+	// handler chose it with NewError); empty for .NET peers.
+	Code Code
 }
 
 func (e *RemoteError) Error() string {

@@ -16,7 +16,7 @@ import (
 // TestSlowConsumer connects a client that stops reading: the server drops
 // it once its bounded queue is full, and the others are unaffected.
 func TestSlowConsumer(t *testing.T) {
-	ts := newServer(t, communication.WithSendQueue(64<<10), communication.WithWriteTimeout(300*time.Millisecond))
+	ts := newServer(t, communication.WithSendQueueBytes(64<<10), communication.WithWriteTimeout(300*time.Millisecond))
 	good := newClient(t, ts)
 	got := make(chan struct{})
 	require.NoError(t, communication.HandlePost(good.Handlers(), communication.PostHandlerFunc[Note](func(ctx context.Context, n Note) error {

@@ -17,8 +17,10 @@ func (f PostHandlerFunc[T]) HandlePost(ctx context.Context, msg T) error { retur
 
 // SendHandler answers a request of type Req with a Resp (a SendMessage).
 // Requests run concurrently, up to a bound per connection. An error or a
-// panic is answered to the caller as a RemoteError; its message crosses the
-// wire, so it should not carry secrets.
+// panic is answered to the caller as a RemoteError. A handler chooses the
+// code and message its caller sees by returning an *Error (NewError);
+// another error is answered with CodeHandlerError and the error's text.
+// The message crosses the wire, so it should not carry secrets.
 type SendHandler[Req, Resp any] interface {
 	HandleSend(ctx context.Context, req Req) (Resp, error)
 }

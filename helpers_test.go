@@ -39,6 +39,14 @@ type (
 	HangBack struct{}
 )
 
+// newState builds a ClientState for a test.
+func newState[T any](t *testing.T, opts ...communication.ClientStateOption) *communication.ClientState[T] {
+	t.Helper()
+	s, err := communication.NewClientState[T](opts...)
+	require.NoError(t, err)
+	return s
+}
+
 // testLogger logs to the test output when -v and COMM_LOG=1 are given.
 func testLogger(t *testing.T) *slog.Logger {
 	if os.Getenv("COMM_LOG") == "" {

@@ -206,7 +206,7 @@ func TestOversizedDropped(t *testing.T) {
 // connection goes on. An answer too large to send back fails the request
 // at once.
 func TestTooLargeRefusedAtSender(t *testing.T) {
-	ts := newServer(t, communication.WithMaxMessageSize(8<<10))
+	ts := newServer(t, communication.WithMaxMessageBytes(8<<10))
 	notes := make(chan Note, 10)
 	require.NoError(t, communication.HandlePost(ts.Handlers(), communication.PostHandlerFunc[Note](func(_ context.Context, n Note) error {
 		notes <- n
@@ -215,7 +215,7 @@ func TestTooLargeRefusedAtSender(t *testing.T) {
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Ping, Pong](func(_ context.Context, p Ping) (Pong, error) {
 		return Pong{Reply: strings.Repeat("r", 64<<10)}, nil
 	})))
-	c := startClient(t, ts, communication.WithMaxMessageSize(16<<10))
+	c := startClient(t, ts, communication.WithMaxMessageBytes(16<<10))
 	ctx := ctxT(t, 10*time.Second)
 
 	// The server said it takes 8 KiB: the client's own 16 KiB limit does
@@ -241,9 +241,9 @@ func TestTooLargeRefusedAtSender(t *testing.T) {
 func TestBackpressureKeepsConnection(t *testing.T) {
 	timing := []communication.Option{
 		communication.WithKeepAliveInterval(100 * time.Millisecond),
-		communication.WithTimeout(500 * time.Millisecond),
+		communication.WithIdleTimeout(500 * time.Millisecond),
 	}
-	ts := newServer(t, timing[0], timing[1], communication.WithMaxConcurrentRequests(2))
+	ts := newServer(t, timing[0], timing[1], communication.WithMaxRequestsPerConnection(2))
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Echo, EchoBack](func(ctx context.Context, e Echo) (EchoBack, error) {
 		// Work that takes a while: together longer than the timeout.
 		select {
@@ -390,7 +390,7 @@ func stuckSSE(t *testing.T, ts *testServer) (token string) {
 // by the write timeout like a WebSocket one; broadcasts to everybody go on
 // and return; its later POSTs are answered at once, not parked.
 func TestSSEStuckReader(t *testing.T) {
-	ts := newServer(t, communication.WithWriteTimeout(300*time.Millisecond), communication.WithSendQueue(64<<10))
+	ts := newServer(t, communication.WithWriteTimeout(300*time.Millisecond), communication.WithSendQueueBytes(64<<10))
 	token := stuckSSE(t, ts)
 	notes := make(chan Note, 100)
 	healthy := startClient(t, ts, communication.WithHandlers(func() *communication.Handlers {
@@ -432,7 +432,7 @@ func TestSSEStuckReader(t *testing.T) {
 // TestSlowConsumerReachesCaller: a request pending on a connection dropped
 // for not reading fails with ErrConnectionLost and ErrSlowConsumer.
 func TestSlowConsumerReachesCaller(t *testing.T) {
-	ts := newServer(t, communication.WithWriteTimeout(300*time.Millisecond), communication.WithSendQueue(64<<10))
+	ts := newServer(t, communication.WithWriteTimeout(300*time.Millisecond), communication.WithSendQueueBytes(64<<10))
 	url := "ws" + strings.TrimPrefix(ts.URL, "http") + ts.Pattern()
 	ctx := ctxT(t, 30*time.Second)
 	ws, _, err := websocket.Dial(ctx, url, nil)

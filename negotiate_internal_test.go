@@ -15,6 +15,7 @@ import (
 // request's identity headers is bounded and does not share memory with
 // them (a slice of a 600 KB header would keep all of it alive).
 func TestInfoKeepsNothingOfHugeHeaders(t *testing.T) {
+	t.Parallel()
 	r := httptest.NewRequest("POST", "/hub/negotiate", nil)
 	huge := strings.Repeat("x", 600<<10)
 	r.Header.Set(HeaderClientMachine, huge)
@@ -31,6 +32,7 @@ func TestInfoKeepsNothingOfHugeHeaders(t *testing.T) {
 }
 
 func TestNegotiationsTakeOnce(t *testing.T) {
+	t.Parallel()
 	n := newNegotiations(time.Minute, 10)
 	defer n.close()
 	n.add("a", negotiation{connID: "1"})
@@ -44,6 +46,7 @@ func TestNegotiationsTakeOnce(t *testing.T) {
 // TestNegotiationsExpire: negotiations that are never taken go on a timer,
 // which stops once none is left.
 func TestNegotiationsExpire(t *testing.T) {
+	t.Parallel()
 	n := newNegotiations(20*time.Millisecond, 1000)
 	defer n.close()
 	for i := range 100 {
@@ -60,6 +63,7 @@ func TestNegotiationsExpire(t *testing.T) {
 // TestNegotiationsBounded: past the bound the oldest is forgotten, so a
 // flood costs bounded memory and refuses nobody.
 func TestNegotiationsBounded(t *testing.T) {
+	t.Parallel()
 	n := newNegotiations(time.Minute, 100)
 	defer n.close()
 	for i := range 1000 {
@@ -84,6 +88,7 @@ func pendingNegotiations(n *negotiations) int {
 // TestLimiter: a reader that finds no slot gets a channel that the next
 // release closes; nothing is missed between the try and the wait.
 func TestLimiter(t *testing.T) {
+	t.Parallel()
 	l := newLimiter(1)
 	ok, _ := l.tryAcquire()
 	require.True(t, ok)

@@ -5,21 +5,24 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
+	"strings"
 	"time"
 )
 
 // Defaults shared by Server and Client. Each option's doc names its default.
 const (
-	DefaultKeepAliveInterval     = 15 * time.Second
-	DefaultClientTimeout         = 30 * time.Second
-	DefaultHandshakeTimeout      = 15 * time.Second
-	DefaultMaxMessageSize        = 32 << 10
-	DefaultMaxConcurrentRequests = 64
-	DefaultSendTimeout           = 60 * time.Second
-	DefaultHandlerTimeout        = 60 * time.Second
-	DefaultSendQueueBytes        = 4 << 20
-	DefaultWriteTimeout          = 10 * time.Second
-	DefaultMaxServerHandlers     = 10_000
+	DefaultKeepAliveInterval        = 15 * time.Second
+	DefaultIdleTimeout              = 30 * time.Second
+	DefaultHandshakeTimeout         = 15 * time.Second
+	DefaultMaxMessageBytes          = 32 << 10
+	DefaultMaxRequestsPerConnection = 64
+	DefaultSendTimeout              = 60 * time.Second
+	DefaultHandlerTimeout           = 60 * time.Second
+	DefaultSendQueueBytes           = 4 << 20
+	DefaultWriteTimeout             = 10 * time.Second
+	DefaultMaxServerHandlers        = 10_000
+	DefaultPattern                  = "/hub"
 )
 
 // ServerOption configures a Server.
@@ -37,6 +40,7 @@ type Option interface {
 // common are the settings a server and a client share.
 type common struct {
 	handlers         []*Handlers
+	pattern          string
 	logger           *slog.Logger
 	keepAlive        time.Duration
 	timeout          time.Duration
@@ -52,12 +56,13 @@ type common struct {
 
 func defaultCommon() common {
 	return common{
+		pattern:          DefaultPattern,
 		logger:           slog.New(slog.DiscardHandler),
 		keepAlive:        DefaultKeepAliveInterval,
-		timeout:          DefaultClientTimeout,
+		timeout:          DefaultIdleTimeout,
 		handshakeTimeout: DefaultHandshakeTimeout,
-		maxMessage:       DefaultMaxMessageSize,
-		maxRequests:      DefaultMaxConcurrentRequests,
+		maxMessage:       DefaultMaxMessageBytes,
+		maxRequests:      DefaultMaxRequestsPerConnection,
 		sendTimeout:      DefaultSendTimeout,
 		handlerTimeout:   DefaultHandlerTimeout,
 		sendQueueBytes:   DefaultSendQueueBytes,
@@ -65,13 +70,19 @@ func defaultCommon() common {
 	}
 }
 
+// validate checks the settings, and puts the pattern in its one form.
 func (c *common) validate() error {
 	errs := append([]error(nil), c.invalid...)
+	if p, err := normalizePattern(c.pattern); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.pattern = p
+	}
 	if c.keepAlive <= 0 {
 		errs = append(errs, fmt.Errorf("keep-alive interval must be positive, got %v", c.keepAlive))
 	}
 	if c.timeout <= c.keepAlive {
-		errs = append(errs, fmt.Errorf("timeout (%v) must exceed the keep-alive interval (%v)", c.timeout, c.keepAlive))
+		errs = append(errs, fmt.Errorf("idle timeout (%v) must exceed the keep-alive interval (%v)", c.timeout, c.keepAlive))
 	}
 	if c.handshakeTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("handshake timeout must be positive, got %v", c.handshakeTimeout))
@@ -80,7 +91,7 @@ func (c *common) validate() error {
 		errs = append(errs, fmt.Errorf("maximum message size must be at least 1024 bytes, got %d", c.maxMessage))
 	}
 	if c.maxRequests < 1 {
-		errs = append(errs, fmt.Errorf("maximum concurrent requests must be at least 1, got %d", c.maxRequests))
+		errs = append(errs, fmt.Errorf("maximum requests per connection must be at least 1, got %d", c.maxRequests))
 	}
 	if c.sendTimeout <= 0 || c.handlerTimeout <= 0 || c.writeTimeout <= 0 {
 		errs = append(errs, errors.New("send, handler and write timeouts must be positive"))
@@ -98,9 +109,33 @@ func (o commonOption) applyClient(c *clientConfig) { o(&c.common) }
 
 // WithHandlers adds handler sets, typically one per package that
 // contributes handlers. A type registered in two sets is an error from
-// AddServer or AddClient.
+// AddServer or AddClient. Default: none (register into Server.Handlers or
+// Client.Handlers).
 func WithHandlers(sets ...*Handlers) Option {
 	return commonOption(func(c *common) { c.handlers = append(c.handlers, sets...) })
+}
+
+// WithPattern sets the hub's path: where Server.Mount puts it on the
+// server, and its path below the server address (WithServerAddress) on
+// the client. "hub", "/hub" and "/hub/" are the same path; a pattern may
+// have several segments ("/api/hub") but no query, fragment, space or
+// wildcard ({...}), and "" and "/" are refused. Default: "/hub"
+// (DefaultPattern), as the .NET library.
+func WithPattern(pattern string) Option {
+	return commonOption(func(c *common) { c.pattern = pattern })
+}
+
+// normalizePattern puts a hub pattern in its one form: a leading slash, no
+// trailing slash, no empty, "." or ".." segments.
+func normalizePattern(pattern string) (string, error) {
+	if strings.ContainsAny(pattern, "?#{} \t\r\n") {
+		return "", fmt.Errorf("pattern %q: a hub path has no query, fragment, space or wildcard", pattern)
+	}
+	p := path.Clean("/" + pattern)
+	if p == "/" {
+		return "", fmt.Errorf("pattern %q: the hub needs a path of its own (such as %q)", pattern, DefaultPattern)
+	}
+	return p, nil
 }
 
 // WithLogger sets the logger. Default: silent. The transport's own logging
@@ -120,10 +155,10 @@ func WithKeepAliveInterval(d time.Duration) Option {
 	return commonOption(func(c *common) { c.keepAlive = d })
 }
 
-// WithTimeout sets how long a connection may stay silent before it is
+// WithIdleTimeout sets how long a connection may stay silent before it is
 // considered dead (the server's client timeout; the client's server
 // timeout). It must exceed the peer's keep-alive interval. Default: 30s.
-func WithTimeout(d time.Duration) Option {
+func WithIdleTimeout(d time.Duration) Option {
 	return commonOption(func(c *common) { c.timeout = d })
 }
 
@@ -132,22 +167,22 @@ func WithHandshakeTimeout(d time.Duration) Option {
 	return commonOption(func(c *common) { c.handshakeTimeout = d })
 }
 
-// WithMaxMessageSize bounds one incoming hub message in bytes; a larger one
+// WithMaxMessageBytes bounds one incoming hub message in bytes; a larger one
 // is dropped with a logged warning and the connection goes on, whatever its
 // size (it is skipped as it arrives, never buffered). The bound is
 // announced to the other end when the connection is made, so that a Go
 // peer refuses a larger message with ErrTooLarge before sending it.
 // Default: 32 KiB (as .NET SignalR).
-func WithMaxMessageSize(n int) Option {
+func WithMaxMessageBytes(n int) Option {
 	return commonOption(func(c *common) { c.maxMessage = n })
 }
 
-// WithMaxConcurrentRequests bounds how many incoming requests of one
+// WithMaxRequestsPerConnection bounds how many incoming requests of one
 // connection run at once. Past it the connection stops reading until one
 // finishes: backpressure, not an unbounded number of goroutines. The
 // connection stays up meanwhile, and its running handlers are cancelled if
 // it drops. Default: 64.
-func WithMaxConcurrentRequests(n int) Option {
+func WithMaxRequestsPerConnection(n int) Option {
 	return commonOption(func(c *common) { c.maxRequests = n })
 }
 
@@ -163,11 +198,11 @@ func WithHandlerTimeout(d time.Duration) Option {
 	return commonOption(func(c *common) { c.handlerTimeout = d })
 }
 
-// WithSendQueue bounds the bytes queued for one connection and not yet
+// WithSendQueueBytes bounds the bytes queued for one connection and not yet
 // written. Post waits for room until its context ends; PostAll waits for a
 // connection that drains and drops one that has stopped reading as a slow
 // consumer. Default: 4 MiB.
-func WithSendQueue(bytes int) Option {
+func WithSendQueueBytes(bytes int) Option {
 	return commonOption(func(c *common) { c.sendQueueBytes = bytes })
 }
 
@@ -180,7 +215,6 @@ func WithWriteTimeout(d time.Duration) Option {
 // serverConfig is the Server's settings.
 type serverConfig struct {
 	common
-	pattern            string
 	originPatterns     []string
 	insecureSkipVerify bool
 	keys               []APIKey
@@ -198,7 +232,7 @@ func (o serverOption) applyServer(c *serverConfig) { o(c) }
 
 // WithMaxServerHandlers bounds how many handlers (requests and posts) run
 // at once across all the server's connections, beside the bound of each
-// connection (WithMaxConcurrentRequests). A connection whose next message
+// connection (WithMaxRequestsPerConnection). A connection whose next message
 // finds no slot stops being read until one frees (backpressure); it stays
 // connected meanwhile. Default: 10,000.
 func WithMaxServerHandlers(n int) ServerOption {
@@ -218,12 +252,6 @@ func WithNodeName(name string) ServerOption {
 	return serverOption(func(c *serverConfig) { c.nodeName = name })
 }
 
-// WithPattern sets the path the hub is mounted at, used by Server.Mount and
-// Server.Pattern. Default: "/hub".
-func WithPattern(pattern string) ServerOption {
-	return serverOption(func(c *serverConfig) { c.pattern = pattern })
-}
-
 // WithOriginPatterns sets the host patterns (path.Match syntax) whose pages
 // may open a WebSocket from another origin. Default: same origin only.
 func WithOriginPatterns(patterns ...string) ServerOption {
@@ -240,7 +268,6 @@ func WithInsecureSkipOriginCheck() ServerOption {
 type clientConfig struct {
 	common
 	address         string
-	pattern         string
 	reconnectDelays []time.Duration
 	reconnectJitter float64
 	protocol        Protocol
@@ -272,12 +299,6 @@ const (
 // Required.
 func WithServerAddress(addr string) ClientOption {
 	return clientOption(func(c *clientConfig) { c.address = addr })
-}
-
-// WithClientPattern sets the hub's path below the server address.
-// Default: "hub".
-func WithClientPattern(pattern string) ClientOption {
-	return clientOption(func(c *clientConfig) { c.pattern = pattern })
 }
 
 // WithReconnectDelays sets the waits between connection attempts: the
@@ -314,7 +335,8 @@ func WithHTTPClient(hc *http.Client) ClientOption {
 }
 
 // WithHeader adds a header to every connect request (negotiate and
-// WebSocket).
+// WebSocket). Default: only the library's own headers (X-Client-*,
+// X-Api-Key).
 func WithHeader(key, value string) ClientOption {
 	return clientOption(func(c *clientConfig) {
 		if c.headers == nil {

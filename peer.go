@@ -183,15 +183,15 @@ func (p *peer) runSend(e *entry, w *wire.Wrapper) {
 		return
 	}
 	if err != nil {
-		code := CodeHandlerError
-		var he *handlerError
-		if errors.As(err, &he) {
-			code = he.code
+		code, msg := CodeHandlerError, err.Error()
+		var coded *Error
+		if errors.As(err, &coded) {
+			code, msg = coded.Code(), coded.Message()
 		}
 		if code == CodeHandlerError && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			code = CodeTimeout
 		}
-		p.answerError(w, err.Error(), code)
+		p.answerError(w, msg, code)
 		return
 	}
 	resp := wire.Wrapper{Type: name, Payload: answer, CorrelationID: w.CorrelationID}
@@ -213,7 +213,7 @@ func (p *peer) callSend(ctx context.Context, e *entry, payload []byte) (name str
 	defer func() {
 		if v := recover(); v != nil {
 			p.log.Error("communication: send handler panicked", "connection", p.id, "type", e.name, "panic", v, "stack", string(debug.Stack()))
-			err = &handlerError{code: CodeHandlerPanic, err: errors.New("the handler failed with an internal error")}
+			err = NewError(CodeHandlerPanic, errors.New("the handler failed with an internal error"))
 		}
 	}()
 	return e.send(ctx, p.h, payload)
@@ -221,11 +221,11 @@ func (p *peer) callSend(ctx context.Context, e *entry, payload []byte) (name str
 
 // answerError answers a request with the .NET error form: the request's
 // type and {"Error": "..."}.
-func (p *peer) answerError(req *wire.Wrapper, msg, code string) {
+func (p *peer) answerError(req *wire.Wrapper, msg string, code Code) {
 	p.log.Debug("communication: request answered with an error", "connection", p.id, "type", req.Type, "error", msg)
 	w := wire.Wrapper{
 		Type:          req.Type,
-		Payload:       wire.AppendErrorPayload(nil, msg, code),
+		Payload:       wire.AppendErrorPayload(nil, msg, string(code)),
 		CorrelationID: req.CorrelationID,
 	}
 	if err := p.out.Send(p.ctx, wire.TargetResponse, &w); err != nil {
@@ -311,7 +311,7 @@ func (p *peer) requestWrapper(ctx context.Context, w wire.Wrapper, respName stri
 	}
 	if wire.SameType(res.Wrapper.Type, w.Type) {
 		if msg, code, ok := wire.ParseErrorPayload(res.Wrapper.Payload); ok {
-			return wire.Wrapper{}, &RemoteError{Type: w.Type, Message: msg, Code: code}
+			return wire.Wrapper{}, &RemoteError{Type: w.Type, Message: msg, Code: Code(code)}
 		}
 	}
 	return res.Wrapper, nil

@@ -36,6 +36,7 @@ func dotNetServer(t *testing.T, notes chan<- Note) *testServer {
 // TestDotNetClientFrames plays a .NET Tharga client with the exact frames
 // of PROTOCOL.md.
 func TestDotNetClientFrames(t *testing.T) {
+	t.Parallel()
 	notes := make(chan Note, 1)
 	ts := dotNetServer(t, notes)
 	p := dialRaw(t, ts, http.Header{"X-Client-Instance": {"0f8fad5b-d9cb-469f-a165-70867728950e"}})
@@ -78,6 +79,7 @@ func TestDotNetClientFrames(t *testing.T) {
 // TestOnlyProtocolMethodsInvocable tries the methods a philippseith hub
 // would expose: each is refused, and the connection goes on working.
 func TestOnlyProtocolMethodsInvocable(t *testing.T) {
+	t.Parallel()
 	notes := make(chan Note, 1)
 	ts := dotNetServer(t, notes)
 	p := dialRaw(t, ts, nil)
@@ -110,6 +112,7 @@ func TestOnlyProtocolMethodsInvocable(t *testing.T) {
 // TestBadInputKeepsConnection sends malformed and oversized messages: each
 // is answered or dropped, and the connection goes on.
 func TestBadInputKeepsConnection(t *testing.T) {
+	t.Parallel()
 	notes := make(chan Note, 1)
 	ts := dotNetServer(t, notes)
 	p := dialRaw(t, ts, nil)

@@ -3,6 +3,7 @@ package communication
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -46,27 +47,37 @@ func NewHandlers() *Handlers {
 }
 
 // TypeOption configures how a message type is named on the wire.
-type TypeOption func(*typeOptions)
+type TypeOption interface{ applyType(*typeOptions) }
 
 type typeOptions struct {
 	name, respName string
 }
 
+type typeOption func(*typeOptions)
+
+func (o typeOption) applyType(t *typeOptions) { o(t) }
+
 // WithName sets the wire name of the registered message type, typically
 // the .NET assembly-qualified name of its counterpart
 // ("MyApp.PingRequest, MyApp, Version=1.0.0.0, Culture=neutral,
 // PublicKeyToken=null"). Incoming names match by full type name, whatever
-// assembly, version, culture or key token follows. Default: TypeName.
-func WithName(name string) TypeOption { return func(o *typeOptions) { o.name = name } }
+// assembly, version, culture or key token follows. Default: the name
+// RegisterName gave the type, else TypeName.
+func WithName(name string) TypeOption { return typeOption(func(o *typeOptions) { o.name = name }) }
 
 // WithResponseName sets the wire name of a send handler's response type.
-func WithResponseName(name string) TypeOption { return func(o *typeOptions) { o.respName = name } }
+// Default: the name RegisterName gave the type, else TypeName.
+func WithResponseName(name string) TypeOption {
+	return typeOption(func(o *typeOptions) { o.respName = name })
+}
 
 // HandlePost registers a handler for posts of type T.
 func HandlePost[T any](h *Handlers, handler PostHandler[T], opts ...TypeOption) error {
 	o := typeOptions{}
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt.applyType(&o)
+		}
 	}
 	t := reflect.TypeFor[T]()
 	e := &entry{
@@ -86,7 +97,9 @@ func HandlePost[T any](h *Handlers, handler PostHandler[T], opts ...TypeOption) 
 func HandleSend[Req, Resp any](h *Handlers, handler SendHandler[Req, Resp], opts ...TypeOption) error {
 	o := typeOptions{}
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt.applyType(&o)
+		}
 	}
 	t := reflect.TypeFor[Req]()
 	rt := reflect.TypeFor[Resp]()
@@ -95,15 +108,21 @@ func HandleSend[Req, Resp any](h *Handlers, handler SendHandler[Req, Resp], opts
 		send: func(ctx context.Context, h *Handlers, payload []byte) (string, []byte, error) {
 			var req Req
 			if err := json.Unmarshal(payload, &req); err != nil {
-				return "", nil, &handlerError{code: CodeBadPayload, err: fmt.Errorf("payload does not decode into %v: %w", t, err)}
+				return "", nil, NewError(CodeBadPayload, fmt.Errorf("payload does not decode into %v: %w", t, err))
 			}
 			resp, err := handler.HandleSend(ctx, req)
 			if err != nil {
-				return "", nil, &handlerError{code: CodeHandlerError, err: err}
+				// The handler chose its code and message, or gets
+				// CodeHandlerError and its error's text.
+				var coded *Error
+				if errors.As(err, &coded) {
+					return "", nil, coded
+				}
+				return "", nil, NewError(CodeHandlerError, err)
 			}
 			answer, err := json.Marshal(resp)
 			if err != nil {
-				return "", nil, &handlerError{code: CodeHandlerError, err: fmt.Errorf("response does not encode: %w", err)}
+				return "", nil, NewError(CodeHandlerError, fmt.Errorf("response does not encode: %w", err))
 			}
 			return h.nameOf(typeOfValue(rt, resp)), answer, nil
 		},
@@ -257,12 +276,3 @@ func typeOfValue(static reflect.Type, v any) reflect.Type {
 	}
 	return static
 }
-
-// handlerError carries the code of a failure answered to the caller.
-type handlerError struct {
-	code string
-	err  error
-}
-
-func (e *handlerError) Error() string { return e.err.Error() }
-func (e *handlerError) Unwrap() error { return e.err }

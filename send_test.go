@@ -45,6 +45,7 @@ func pingPongClient(t *testing.T, ts *testServer) *communication.Client {
 // TestSendChecksAnswerType: asking for a type the answer is not is an
 // error that names both types, not a zero value.
 func TestSendChecksAnswerType(t *testing.T) {
+	t.Parallel()
 	ts := pingPongServer(t)
 	c := pingPongClient(t, ts)
 	ctx := ctxT(t, 10*time.Second)
@@ -67,6 +68,7 @@ func TestSendChecksAnswerType(t *testing.T) {
 
 // TestSendAcceptsMatchingAnswers: the answer types Send takes for Resp.
 func TestSendAcceptsMatchingAnswers(t *testing.T) {
+	t.Parallel()
 	ts := pingPongServer(t)
 	c := pingPongClient(t, ts)
 	ctx := ctxT(t, 10*time.Second)
@@ -96,6 +98,7 @@ func TestSendAcceptsMatchingAnswers(t *testing.T) {
 // TestSendErrorAnswerIsRemoteError: an error answer comes in the request's
 // type; it stays a RemoteError whatever type was asked for.
 func TestSendErrorAnswerIsRemoteError(t *testing.T) {
+	t.Parallel()
 	ts := pingPongServer(t)
 	c := pingPongClient(t, ts)
 	ctx := ctxT(t, 10*time.Second)

@@ -83,14 +83,11 @@ type serverConn struct {
 // library never owns the listener. The Server runs from here on: end it
 // with Shutdown or Close.
 func AddServer(opts ...ServerOption) (*Server, error) {
-	cfg := serverConfig{common: defaultCommon(), pattern: "/hub", maxHandlers: DefaultMaxServerHandlers}
+	cfg := serverConfig{common: defaultCommon(), maxHandlers: DefaultMaxServerHandlers}
 	for _, o := range opts {
 		o.applyServer(&cfg)
 	}
 	errs := []error{cfg.validate(), checkKeyOptions(opts)}
-	if !strings.HasPrefix(cfg.pattern, "/") {
-		errs = append(errs, fmt.Errorf("pattern must start with '/', got %q", cfg.pattern))
-	}
 	if cfg.maxHandlers < 1 {
 		errs = append(errs, fmt.Errorf("maximum server handlers must be at least 1, got %d", cfg.maxHandlers))
 	}
@@ -116,7 +113,8 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 		sse:       make(map[string]*serverConn),
 	}
 	if s.cfg.state == nil {
-		s.cfg.state = NewClientState[struct{}]()
+		// No option can fail: there are none.
+		s.cfg.state, _ = NewClientState[struct{}]()
 	}
 	s.cfg.state.setLogger(s.log)
 	switch {
@@ -159,7 +157,8 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 // Handlers returns the server's own handler set, to register into.
 func (s *Server) Handlers() *Handlers { return s.h }
 
-// Pattern returns the path the hub is meant to be mounted at.
+// Pattern returns the path the hub is meant to be mounted at (WithPattern),
+// with a leading slash and no trailing one.
 func (s *Server) Pattern() string { return s.cfg.pattern }
 
 // Mount registers the server on an http.ServeMux: GET and POST at its
@@ -168,7 +167,7 @@ func (s *Server) Pattern() string { return s.cfg.pattern }
 // another router, route those paths to the Server yourself: it serves any
 // path ending in "/negotiate" as negotiate and any other as the hub.
 func (s *Server) Mount(mux *http.ServeMux) {
-	p := strings.TrimSuffix(s.cfg.pattern, "/")
+	p := s.cfg.pattern
 	mux.Handle("GET "+p, s)
 	mux.Handle("POST "+p, s)
 	mux.Handle("POST "+p+"/negotiate", s)
@@ -565,6 +564,19 @@ func (s *Server) PostToInstance(ctx context.Context, instance string, msg any) e
 // neither holds the broadcast nor grows the server's memory. Other nodes
 // deliver what they receive in the same way.
 func (s *Server) PostAll(ctx context.Context, msg any) error {
+	return s.postAll(ctx, msg, "")
+}
+
+// PostAllExcept sends msg to every connected client but the one on
+// connection connectionID, as PostAll does: typically a handler relaying
+// what a client sent to the others, the sender being
+// SenderFrom(ctx).ConnectionID. With a Backplane the connection is left out
+// on whichever node holds it. An empty connectionID leaves nobody out.
+func (s *Server) PostAllExcept(ctx context.Context, connectionID string, msg any) error {
+	return s.postAll(ctx, msg, connectionID)
+}
+
+func (s *Server) postAll(ctx context.Context, msg any, except string) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
@@ -576,11 +588,65 @@ func (s *Server) PostAll(ctx context.Context, msg any) error {
 		return err
 	}
 	if s.cluster != nil {
-		if err := s.cluster.broadcast(ctx, &w); err != nil {
+		if err := s.cluster.broadcast(ctx, &w, except); err != nil {
 			return err
 		}
 	}
-	return s.broadcastLocal(ctx, &w)
+	return s.broadcastLocal(ctx, &w, except)
+}
+
+// PostTo sends msg to each of the given connections, encoded once, once
+// per connection however often it is listed: those of this node as
+// PostAll does (one that stopped reading is dropped as a slow consumer,
+// not waited for), those of other nodes, with a Backplane, through the
+// node that holds each (as Post does). The connections nobody holds do not
+// stop the others: they are reported after, in an error that matches
+// ErrNotConnected.
+func (s *Server) PostTo(ctx context.Context, connectionIDs []string, msg any) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w, err := wrapWith(s.h, msg)
+	if err != nil {
+		return err
+	}
+	seen := make(map[string]struct{}, len(connectionIDs))
+	local := make([]*serverConn, 0, len(connectionIDs))
+	var elsewhere []string
+	s.mu.RLock()
+	for _, id := range connectionIDs {
+		if _, dup := seen[id]; dup {
+			continue
+		}
+		seen[id] = struct{}{}
+		if sc := s.conns[id]; sc != nil {
+			local = append(local, sc)
+		} else {
+			elsewhere = append(elsewhere, id)
+		}
+	}
+	s.mu.RUnlock()
+	var errs []error
+	for _, id := range elsewhere {
+		l := Location{ConnectionID: id}
+		if s.cluster == nil {
+			errs = append(errs, notConnected(l))
+			continue
+		}
+		if err := s.cluster.postWrapper(ctx, l, &w); err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				return errors.Join(errs...)
+			}
+		}
+	}
+	if err := s.deliverLocal(ctx, local, &w); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Server) usable() error {

@@ -106,6 +106,7 @@ func (p *ssePeer) next() []byte {
 }
 
 func TestServerSentEvents(t *testing.T) {
+	t.Parallel()
 	seen := make(chan int, 100)
 	ts := newServer(t)
 	require.NoError(t, communication.HandlePost(ts.Handlers(), communication.PostHandlerFunc[Seq](func(ctx context.Context, s Seq) error {

@@ -67,6 +67,7 @@ func testCounterContract(t *testing.T, newCounter func(transitionSink) subscript
 }
 
 func TestMemoryCounterContract(t *testing.T) {
+	t.Parallel()
 	testCounterContract(t, func(s transitionSink) subscriptionCounter { return newMemoryCounter(s) })
 }
 
@@ -133,6 +134,7 @@ func (f *fakeOut) posts() []string {
 // the later transitions, all in one order, so that it ends with the
 // current state; the slow connection gets every transition in order.
 func TestSnapshotRacesTransitions(t *testing.T) {
+	t.Parallel()
 	srv, err := AddServer()
 	require.NoError(t, err)
 	slow := &fakeOut{blocked: make(chan struct{}), waiting: make(chan struct{}, 1)}

@@ -75,6 +75,7 @@ func noChange(t *testing.T, ts *testServer, changes <-chan communication.Subscri
 // subscriptions: only the 0↔1 transitions of each topic/key, keyless ones
 // matching every key.
 func TestSubscriptionsGoClient(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	c, changes := subsClient(t, ts)
 	ctx := context.Background()
@@ -126,6 +127,7 @@ func TestSubscriptionsGoClient(t *testing.T) {
 // TestSubscriptionsSeveralKeys: one subscription holds each of its keys
 // once.
 func TestSubscriptionsSeveralKeys(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	c, changes := subsClient(t, ts)
 	sub, err := communication.Subscribe[Farm](context.Background(), ts.Server, "1", "2", "1")
@@ -146,6 +148,7 @@ func TestSubscriptionsSeveralKeys(t *testing.T) {
 // TestSubscriptionLifetime: a subscription ends with its context; bad
 // calls are refused.
 func TestSubscriptionLifetime(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	c, changes := subsClient(t, ts)
 
@@ -172,6 +175,7 @@ func TestSubscriptionLifetime(t *testing.T) {
 // TestSubscriptionsAreAHint: posts reach the server's handler whether or
 // not anybody subscribes; PostIfSubscribed posts only when somebody does.
 func TestSubscriptionsAreAHint(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	farms := make(chan Farm, 10)
 	require.NoError(t, communication.HandlePost(ts.Handlers(), communication.PostHandlerFunc[Farm](func(_ context.Context, f Farm) error {
@@ -218,6 +222,7 @@ func recvFarm(t *testing.T, farms <-chan Farm) Farm {
 // TestSubscriptionsLateJoiner: a client that connects, or reconnects,
 // gets the active set at once; a connection that drops clears it.
 func TestSubscriptionsLateJoiner(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	ctx := context.Background()
 	keyless, err := communication.Subscribe[Herd](ctx, ts.Server)
@@ -259,6 +264,7 @@ func TestSubscriptionsLateJoiner(t *testing.T) {
 // System.Text.Json writes the record (its escaping included), Key null
 // when keyless; and the snapshot a late joiner gets.
 func TestSubscriptionFrames(t *testing.T) {
+	t.Parallel()
 	type Nested struct{}
 	ts := newServer(t)
 	require.NoError(t, communication.RegisterName[Note](ts.Handlers(), noteName))
@@ -311,6 +317,7 @@ func TestSubscriptionFrames(t *testing.T) {
 // ...), and every client, including those whose snapshot raced with the
 // transitions, ends with the server's state.
 func TestSubscriptionChurn(t *testing.T) {
+	t.Parallel()
 	ts := newServer(t)
 	raw := collectPosts(dialRaw(t, ts, nil))
 	first, firstChanges := subsClient(t, ts)
@@ -488,6 +495,7 @@ func rawStates(t *testing.T, posts <-chan any, alternate bool) map[string]bool {
 // TestSubscriptionHandlerName: the client's own handler of the contract
 // cannot be replaced by accident.
 func TestSubscriptionHandlerName(t *testing.T) {
+	t.Parallel()
 	type Mine struct{}
 	h := communication.NewHandlers()
 	require.NoError(t, communication.HandlePost(h, communication.PostHandlerFunc[Mine](func(context.Context, Mine) error { return nil }),

@@ -198,6 +198,26 @@ func TestRedisCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("post to a set, and to every client but one, across nodes", func(t *testing.T) {
+		err := nodes[0].PostTo(ctx, []string{clients[1].ConnectionID(), clients[4].ConnectionID(), "nobody"}, Note{Text: "set"})
+		require.ErrorIs(t, err, communication.ErrNotConnected)
+		require.NoError(t, nodes[0].PostAllExcept(ctx, clients[5].ConnectionID(), Note{Text: "not 5"}))
+		// Posts from one node to a connection keep their order: a marker
+		// that comes next proves nothing else came.
+		for _, c := range clients {
+			require.NoError(t, nodes[0].Post(ctx, c.ConnectionID(), Note{Text: "marker"}))
+		}
+		for i, c := range clients {
+			if i == 1 || i == 4 {
+				require.Equal(t, "set", recv(t, c.notes, "post to a set").Text, "client %d", i)
+			}
+			if i != 5 {
+				require.Equal(t, "not 5", recv(t, c.notes, "post to all but one").Text, "client %d", i)
+			}
+			require.Equal(t, "marker", recv(t, c.notes, "marker").Text, "client %d", i)
+		}
+	})
+
 	t.Run("1,000 cross-node requests in flight", func(t *testing.T) {
 		var wg sync.WaitGroup
 		var bad atomic.Int64
@@ -327,10 +347,12 @@ func TestRedisSubscriptions(t *testing.T) {
 func TestRedisClientRecords(t *testing.T) {
 	rs := redistest.Start(t)
 	stateFor := func(rdb *goredis.Client, disconnects *atomic.Int64) communication.ServerOption {
-		return communication.WithClientState(communication.NewClientState(
+		state, err := communication.NewClientState[struct{}](
 			communication.WithRepository[struct{}](redis.NewRepository[struct{}](rdb, redis.WithRepositoryPrefix("records"))),
-			communication.OnClientDisconnected(func(context.Context, communication.ClientEntry[struct{}]) { disconnects.Add(1) }),
-		))
+			communication.WithDisconnectHandler(func(context.Context, communication.ClientEntry[struct{}]) { disconnects.Add(1) }),
+		)
+		require.NoError(t, err)
+		return communication.WithClientState(state)
 	}
 	var disconnectsA, disconnectsB atomic.Int64
 	// Each node gets its own Redis client for its records, so that one

@@ -24,11 +24,14 @@ func ExampleNewRepository() {
 	})
 	defer rdb.Close()
 
-	state := communication.NewClientState(
+	state, err := communication.NewClientState[Agent](
 		communication.WithRepository[Agent](redis.NewRepository[Agent](rdb, redis.WithRepositoryPrefix("myapp"))),
 		communication.WithBuild(func(ctx context.Context, rec communication.ClientRecord, prev *communication.ClientEntry[Agent]) (Agent, error) {
 			return Agent{Pool: rec.Machine}, nil
 		}))
+	if err != nil {
+		panic(err)
+	}
 	srv, err := communication.AddServer(communication.WithClientState(state))
 	if err != nil {
 		panic(err)

@@ -178,7 +178,7 @@ func run(ctx context.Context, out io.Writer, cfg config) error {
 	}
 	took := time.Since(crashed)
 	if !errors.Is(failed, communication.ErrConnectionLost) {
-		return fmt.Errorf("the request to client-5 ended with %v, not ErrConnectionLost", failed)
+		return fmt.Errorf("the request to client-5 ended with %w, not ErrConnectionLost", failed)
 	}
 	d.say("   %s ok: the request failed with ErrConnectionLost after %v (node timeout %v)",
 		d.sinceCrash(), took.Round(10*time.Millisecond), cfg.NodeTimeout)
