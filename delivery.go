@@ -26,9 +26,12 @@ func (s *Server) broadcastLocal(ctx context.Context, w *wire.Wrapper) error {
 	// everybody else is served) or not reading at all (its writer stalls:
 	// drop it, rather than hold the broadcast or buffer without limit).
 	var full []*serverConn
-	tooLarge := 0
+	tooLarge, sent := 0, 0
+	defer func() { s.tel.messagesSent(ctx, sent, w.Type) }()
 	for _, sc := range conns {
 		switch err := sc.conn.TrySend(wire.TargetPost, w); {
+		case err == nil:
+			sent++
 		case errors.Is(err, transport.ErrQueueFull):
 			full = append(full, sc)
 		case errors.Is(err, wire.ErrTooLarge):
@@ -41,7 +44,10 @@ func (s *Server) broadcastLocal(ctx context.Context, w *wire.Wrapper) error {
 			sc.conn.Close(fmt.Errorf("%w: send queue full", ErrSlowConsumer))
 			continue
 		}
-		if err := sc.conn.Send(ctx, wire.TargetPost, w); err != nil && ctx.Err() != nil {
+		err := sc.conn.Send(ctx, wire.TargetPost, w)
+		if err == nil {
+			sent++
+		} else if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults shared by Server and Client. Each option's doc names its default.
@@ -47,6 +50,8 @@ type common struct {
 	handlerTimeout   time.Duration
 	sendQueueBytes   int
 	writeTimeout     time.Duration
+	meterProvider    metric.MeterProvider // see metrics.go
+	tracerProvider   trace.TracerProvider // see metrics.go
 	invalid          []error
 }
 
