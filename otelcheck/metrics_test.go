@@ -104,13 +104,13 @@ func TestMetricsScenario(t *testing.T) {
 			",tharga.communication.request.outcome=" + outcome + ",tharga.communication.side=" + side + "}"
 	}
 	requireSeries(t, reader, map[string]float64{
-		"signalr.server.active_connections{signalr.transport=web_sockets}":                                       1,
+		"signalr.server.active_connections{signalr.transport=web_sockets}":                                           1,
 		"signalr.server.connection.duration{signalr.connection.status=normal_closure,signalr.transport=web_sockets}": 1,
-		"tharga.communication.requests.refused{http.response.status_code=401}":                                   1,
-		"tharga.communication.requests.pending{tharga.communication.side=client}":                                0,
-		"tharga.communication.requests.pending{tharga.communication.side=server}":                                0,
+		"tharga.communication.requests.refused{http.response.status_code=401}":                                       1,
+		"tharga.communication.requests.pending{tharga.communication.side=client}":                                    0,
+		"tharga.communication.requests.pending{tharga.communication.side=server}":                                    0,
 
-		sent("client", "post", note):    3,
+		sent("client", "post", note):     3,
 		received("server", "post", note): 3,
 
 		sent("client", "request", ping):     2,
@@ -169,7 +169,7 @@ func TestMetricsReconnect(t *testing.T) {
 	}
 	waitFor(t, "the server lists the new connection", func() bool { return hasConn(ts, c.ConnectionID()) })
 	requireSubset(t, reader, map[string]float64{
-		"tharga.communication.client.reconnects{}":                        1,
+		"tharga.communication.client.reconnects{}":                         1,
 		"signalr.server.active_connections{signalr.transport=web_sockets}": 1,
 	})
 }
