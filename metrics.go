@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -246,6 +247,9 @@ type telemetry struct {
 	bpRecOpts  [numBackplaneOps][]metric.RecordOption
 
 	tracer trace.Tracer
+	// tracerIdleUntil is until when (Unix nanoseconds) the tracer is taken
+	// to make nothing; see skipSpan.
+	tracerIdleUntil atomic.Int64
 }
 
 // connectionBuckets are the bucket boundaries the SignalR conventions

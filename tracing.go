@@ -3,6 +3,7 @@ package communication
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -27,6 +28,31 @@ const (
 	attrConnectionID  = "tharga.communication.connection.id"
 	attrCorrelationID = "tharga.communication.correlation.id"
 )
+
+// noopSpan stands for a span that was not started.
+var noopSpan = trace.SpanFromContext(context.Background())
+
+// idleTracerRecheck is how long a tracer seen making nothing (a no-op
+// tracer, or the global one before the application sets a provider) is
+// taken to go on making nothing for requests without a trace to continue.
+// Starting a span costs allocations even then; this way a provider set
+// later takes effect within that time.
+const idleTracerRecheck = time.Second
+
+// skipSpan tells whether a span need not be started: the tracer made
+// nothing of late, and there is no trace to continue.
+func (t *telemetry) skipSpan(ctx context.Context, remoteParent bool) bool {
+	until := t.tracerIdleUntil.Load()
+	return until != 0 && !remoteParent && time.Now().UnixNano() < until &&
+		!trace.SpanContextFromContext(ctx).IsValid()
+}
+
+// sawSpan notes whether a span the tracer made was nothing at all.
+func (t *telemetry) sawSpan(span trace.Span) {
+	if !span.IsRecording() && !span.SpanContext().IsValid() {
+		t.tracerIdleUntil.Store(time.Now().Add(idleTracerRecheck).UnixNano())
+	}
+}
 
 // wrapperCarrier is a wrapper as a propagation.TextMapCarrier.
 type wrapperCarrier struct{ w *wire.Wrapper }
@@ -56,7 +82,11 @@ func (c wrapperCarrier) Keys() []string { return []string{"traceparent", "traces
 // caller's: its context is what the request carries to the remote
 // handler.
 func (t *telemetry) startSend(ctx context.Context, a *typeAttrs) (context.Context, trace.Span) {
+	if t.skipSpan(ctx, false) {
+		return ctx, noopSpan
+	}
 	ctx, span := t.tracer.Start(ctx, a.sendSpan, clientSpan...)
+	t.sawSpan(span)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String(attrSide, sideNames[t.side]), attribute.String(attrType, a.name))
 	}
@@ -67,14 +97,15 @@ func (t *telemetry) startSend(ctx context.Context, a *typeAttrs) (context.Contex
 // arrived on connection connID, as a child of the caller's span when the
 // request carries its trace context.
 func (t *telemetry) startHandle(ctx context.Context, w *wire.Wrapper, connID string) (context.Context, trace.Span) {
-	if t == nil {
-		return ctx, trace.SpanFromContext(ctx)
+	if t == nil || t.skipSpan(ctx, w.TraceParent != "") {
+		return ctx, noopSpan
 	}
 	if w.TraceParent != "" {
 		ctx = traceContext.Extract(ctx, wrapperCarrier{w})
 	}
 	a := attrsOf(w.Type)
 	ctx, span := t.tracer.Start(ctx, a.handleSpan, serverSpan...)
+	t.sawSpan(span)
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String(attrSide, sideNames[t.side]),
