@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/tharga/communication-go => ../
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/stretchr/testify v1.12.1
 	github.com/tharga/communication-go v0.0.0-00010101000000-000000000000
 	go.opentelemetry.io/otel v1.47.0
@@ -17,7 +18,6 @@ require (
 require (
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/coder/websocket v1.8.15 // indirect
 	github.com/dunglas/httpsfv v1.1.0 // indirect
 	github.com/go-kit/log v0.2.1 // indirect
 	github.com/go-logfmt/logfmt v0.6.1 // indirect

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
@@ -196,4 +198,36 @@ func TestMetricsBackplane(t *testing.T) {
 	for k := range got {
 		require.NotContains(t, k, "backplane.errors", "no Backplane call failed")
 	}
+}
+
+// TestMetricsSlowConsumer: a connection that stops reading is dropped as
+// a slow consumer, counted as such, and its duration recorded with the
+// timeout status.
+func TestMetricsSlowConsumer(t *testing.T) {
+	reader, mp := newReader(t)
+	ts := newServer(t, communication.WithMeterProvider(mp),
+		communication.WithWriteTimeout(300*time.Millisecond), communication.WithSendQueue(64<<10))
+	ctx := ctxT(t, 30*time.Second)
+	// A client that does the handshake and never reads again.
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+ts.Pattern(), nil)
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	require.NoError(t, ws.Write(ctx, websocket.MessageText, []byte(`{"protocol":"json","version":1}`+"\x1e")))
+	_, _, err = ws.Read(ctx)
+	require.NoError(t, err)
+	waitFor(t, "the server lists the client", func() bool { return len(ts.ConnectionIDs()) == 1 })
+
+	big := Note{Text: strings.Repeat("b", 16<<10)}
+	for i := 0; len(ts.ConnectionIDs()) > 0; i++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := ts.PostAll(pctx, big)
+		cancel()
+		require.NoError(t, err, "broadcast %d", i)
+		require.NoError(t, ctx.Err(), "the client that does not read was never dropped")
+	}
+	requireSubset(t, reader, map[string]float64{
+		"tharga.communication.slow_consumer.drops{}":                                                          1,
+		"signalr.server.active_connections{signalr.transport=web_sockets}":                                    0,
+		"signalr.server.connection.duration{signalr.connection.status=timeout,signalr.transport=web_sockets}": 1,
+	})
 }
