@@ -28,8 +28,11 @@ type Diagnostics struct {
 	ClientCount, ConnectedCount int
 	// Subscriptions are the topics and keys with subscribers.
 	Subscriptions []SubscriptionCount
-	// Handlers are the message types the Server handles.
+	// Handlers are the message types the Server handles; Names the wire
+	// names of the other types it knows (RegisterName, response types):
+	// what it sends.
 	Handlers []HandlerInfo
+	Names    []TypeNameInfo
 	// Pending are the requests the Server waits on, oldest first, at most
 	// the snapshot's limit of them; PendingCount is how many there are.
 	Pending      []PendingRequest
@@ -63,6 +66,12 @@ type HandlerInfo struct {
 	Kind string
 }
 
+// TypeNameInfo is the wire name of a Go type.
+type TypeNameInfo struct {
+	Type   string
+	GoType string
+}
+
 // Diagnostics takes a snapshot of the server. It lists at most limit
 // clients and limit pending requests (DefaultDiagnosticsLimit when limit
 // is not positive), so that a fleet of thousands gives a bounded answer;
@@ -72,7 +81,8 @@ func (s *Server) Diagnostics(ctx context.Context, limit int) (Diagnostics, error
 	if limit <= 0 {
 		limit = DefaultDiagnosticsLimit
 	}
-	d := Diagnostics{Time: time.Now().UTC(), Subscriptions: s.Subscriptions(), Handlers: s.h.infos()}
+	d := Diagnostics{Time: time.Now().UTC(), Subscriptions: s.Subscriptions()}
+	d.Handlers, d.Names = s.h.infos()
 	if s.cluster != nil {
 		d.Node = s.cluster.name
 	}
@@ -115,20 +125,28 @@ func (s *Server) Diagnostics(ctx context.Context, limit int) (Diagnostics, error
 	return d, nil
 }
 
-// infos lists the handlers of h, by wire name.
-func (h *Handlers) infos() []HandlerInfo {
+// infos lists the handlers of h and the names of the types it knows
+// without a handler, by wire name.
+func (h *Handlers) infos() ([]HandlerInfo, []TypeNameInfo) {
 	h.mu.RLock()
-	out := make([]HandlerInfo, 0, len(h.byType))
+	handlers := make([]HandlerInfo, 0, len(h.byType))
 	for t, e := range h.byType {
 		hi := HandlerInfo{Type: e.name, GoType: goTypeName(t), Kind: "post"}
 		if e.send != nil {
 			hi.Kind = "send"
 		}
-		out = append(out, hi)
+		handlers = append(handlers, hi)
+	}
+	names := make([]TypeNameInfo, 0, len(h.names))
+	for t, n := range h.names {
+		if _, handled := h.byType[t]; !handled {
+			names = append(names, TypeNameInfo{Type: n, GoType: goTypeName(t)})
+		}
 	}
 	h.mu.RUnlock()
-	slices.SortFunc(out, func(a, b HandlerInfo) int { return cmp.Compare(a.Type, b.Type) })
-	return out
+	slices.SortFunc(handlers, func(a, b HandlerInfo) int { return cmp.Compare(a.Type, b.Type) })
+	slices.SortFunc(names, func(a, b TypeNameInfo) int { return cmp.Compare(a.Type, b.Type) })
+	return handlers, names
 }
 
 func goTypeName(t reflect.Type) string {

@@ -126,6 +126,7 @@ type diagnosticsView struct {
 	Clients        []clientView       `json:"clients"`
 	Subscriptions  []subscriptionView `json:"subscriptions"`
 	Handlers       []handlerView      `json:"handlers"`
+	Names          []nameView         `json:"names"`
 	PendingCount   int                `json:"pendingCount"`
 	Pending        []pendingView      `json:"pending"`
 }
@@ -159,6 +160,11 @@ type handlerView struct {
 	Kind   string `json:"kind"`
 }
 
+type nameView struct {
+	Type   string `json:"type"`
+	GoType string `json:"goType"`
+}
+
 type pendingView struct {
 	ConnectionID  string    `json:"connectionId"`
 	CorrelationID string    `json:"correlationId"`
@@ -173,6 +179,7 @@ func viewOf(d Diagnostics) diagnosticsView {
 		Clients:       make([]clientView, 0, len(d.Clients)),
 		Subscriptions: make([]subscriptionView, 0, len(d.Subscriptions)),
 		Handlers:      make([]handlerView, 0, len(d.Handlers)),
+		Names:         make([]nameView, 0, len(d.Names)),
 		PendingCount:  d.PendingCount,
 		Pending:       make([]pendingView, 0, len(d.Pending)),
 	}
@@ -193,6 +200,9 @@ func viewOf(d Diagnostics) diagnosticsView {
 	}
 	for _, h := range d.Handlers {
 		v.Handlers = append(v.Handlers, handlerView(h))
+	}
+	for _, n := range d.Names {
+		v.Names = append(v.Names, nameView(n))
 	}
 	for _, p := range d.Pending {
 		v.Pending = append(v.Pending, pendingView{ConnectionID: p.ConnectionID, CorrelationID: p.CorrelationID,
@@ -264,6 +274,14 @@ Node: <span id="node">{{.D.Node}}</span>. Updated <span id="updated">{{time .D.T
 </tbody>
 </table>
 
+<h2>Names of the types sent without a handler</h2>
+<table id="names">
+<thead><tr><th>Type</th><th>Go type</th></tr></thead>
+<tbody>{{range .D.Names}}
+<tr data-key="{{.Type}}"><td>{{.Type}}</td><td>{{.GoType}}</td></tr>{{end}}
+</tbody>
+</table>
+
 <h2>Subscriptions</h2>
 <table id="subscriptions">
 <thead><tr><th>Topic</th><th>Key</th><th>Subscriptions</th></tr></thead>
@@ -315,6 +333,7 @@ Node: <span id="node">{{.D.Node}}</span>. Updated <span id="updated">{{time .D.T
         [c.isConnected ? "connected" : "disconnected"], [c.connectTime], [c.transport], [c.protocol],
         [c.queueBytes, true], [c.pendingRequests, true]]);
       fill("handlers", d.handlers, (h) => h.type, (h) => [[h.type], [h.goType], [h.kind]]);
+      fill("names", d.names, (n) => n.type, (n) => [[n.type], [n.goType]]);
       fill("subscriptions", d.subscriptions, null, (s) => [[s.topic], [s.key], [s.count, true]]);
       fill("pending", d.pending, (p) => p.correlationId, (p) => [
         [p.connectionId], [p.correlationId], [p.type], [p.started], [p.ageSeconds.toFixed(1), true]]);

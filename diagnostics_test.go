@@ -79,6 +79,7 @@ func TestDiagnosticsJSON(t *testing.T) {
 	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Ping, Pong](func(_ context.Context, p Ping) (Pong, error) {
 		return Pong{Reply: p.Message}, nil
 	})))
+	require.NoError(t, communication.RegisterName[Note](ts.Handlers(), "My.Note, My"))
 	release := make(chan struct{})
 	defer close(release)
 	held := communication.NewHandlers()
@@ -107,7 +108,7 @@ func TestDiagnosticsJSON(t *testing.T) {
 	require.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 	var d map[string]any
 	require.NoError(t, json.Unmarshal([]byte(body), &d), body)
-	require.Equal(t, []string{"clientCount", "clients", "connectedCount", "handlers", "node", "pending", "pendingCount", "subscriptions", "time"}, keysOf(t, d))
+	require.Equal(t, []string{"clientCount", "clients", "connectedCount", "handlers", "names", "node", "pending", "pendingCount", "subscriptions", "time"}, keysOf(t, d))
 	require.EqualValues(t, 2, d["clientCount"])
 	require.EqualValues(t, 2, d["connectedCount"])
 	clients := d["clients"].([]any)
@@ -125,9 +126,15 @@ func TestDiagnosticsJSON(t *testing.T) {
 	require.Equal(t, []string{"goType", "kind", "type"}, keysOf(t, handlers[0]))
 	require.Equal(t, map[string]any{"type": communication.TypeName(reflectType[Ping]()), "goType": communication.TypeName(reflectType[Ping]()), "kind": "send"}, handlers[0])
 
+	// Note is named (RegisterName) and has no handler.
+	names := d["names"].([]any)
+	require.Len(t, names, 1)
+	require.Equal(t, []string{"goType", "type"}, keysOf(t, names[0]))
+	require.Equal(t, "My.Note, My", names[0].(map[string]any)["type"])
+
 	subs := d["subscriptions"].([]any)
 	require.Len(t, subs, 1)
-	require.Equal(t, map[string]any{"topic": topic[Note](), "key": "k1", "count": 1.0}, subs[0])
+	require.Equal(t, map[string]any{"topic": "My.Note", "key": "k1", "count": 1.0}, subs[0], "a topic is the full type name")
 
 	require.EqualValues(t, 1, d["pendingCount"])
 	pending := d["pending"].([]any)
