@@ -43,19 +43,22 @@ const (
 const otherType = "other"
 
 // WithMeterProvider sets where the metrics go (see the README for the
-// instruments and their attributes). Default: the global provider
-// (otel.GetMeterProvider), which discards everything until the
-// application sets one; while it does, recording costs a check per
-// message and no allocation.
+// instruments and their attributes); nil means the default. Default: the
+// global provider (otel.GetMeterProvider), which discards everything until
+// the application sets one; while nothing is recorded, a message costs an
+// Enabled check per instrument and no allocation.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return commonOption(func(c *common) { c.meterProvider = mp })
 }
 
 // WithTracerProvider sets where the spans go: one per Send on the caller
 // (kind client) and one around the remote handler (kind server), joined
-// by the W3C trace context that travels with the request. Default: the
-// global provider (otel.GetTracerProvider), which records nothing until
-// the application sets one.
+// by the W3C trace context that travels with the request; nil means the
+// default. Default: the global provider (otel.GetTracerProvider), which
+// records nothing until the application sets one. While the tracer makes
+// nothing, no span is started for a request without a trace to continue
+// (that would allocate); a provider that starts recording is seen within
+// a second.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return commonOption(func(c *common) { c.tracerProvider = tp })
 }
@@ -248,8 +251,10 @@ type telemetry struct {
 
 	tracer trace.Tracer
 	// tracerIdleUntil is until when (Unix nanoseconds) the tracer is taken
-	// to make nothing; see skipSpan.
+	// to make nothing, 0 when it is not; tracerSkips counts the spans not
+	// started. See skipSpan.
 	tracerIdleUntil atomic.Int64
+	tracerSkips     atomic.Uint64
 }
 
 // connectionBuckets are the bucket boundaries the SignalR conventions

@@ -63,16 +63,17 @@ func Send[Resp, Req any](ctx context.Context, to Endpoint, req Req) (Resp, error
 	if tel == nil {
 		return send[Resp](ctx, to, req)
 	}
-	a := otherAttrs
-	rt := reflect.TypeFor[Req]()
-	if rt.Kind() == reflect.Interface {
-		rt = reflect.TypeOf(req)
-	}
-	if rt != nil {
-		a = attrsOf(h.nameOf(rt))
-	}
-	ctx, span := tel.startSend(ctx, a)
+	// What nobody records is not worked out.
+	skip := tel.skipSpan(ctx, false)
 	start := tel.requestStarted(ctx)
+	var a *typeAttrs
+	if !skip || !start.IsZero() {
+		a = sendAttrs(h, req)
+	}
+	span := noopSpan
+	if !skip {
+		ctx, span = tel.startSend(ctx, a)
+	}
 	resp, err := send[Resp](ctx, to, req)
 	tel.requestEnded(ctx, a, start, err)
 	if span.IsRecording() {
@@ -80,6 +81,18 @@ func Send[Resp, Req any](ctx context.Context, to Endpoint, req Req) (Resp, error
 	}
 	endSpan(span, err)
 	return resp, err
+}
+
+// sendAttrs returns the measurement options of req's type.
+func sendAttrs[Req any](h *Handlers, req Req) *typeAttrs {
+	rt := reflect.TypeFor[Req]()
+	if rt.Kind() == reflect.Interface {
+		rt = reflect.TypeOf(req)
+	}
+	if rt == nil {
+		return otherAttrs
+	}
+	return attrsOf(h.nameOf(rt))
 }
 
 func send[Resp, Req any](ctx context.Context, to Endpoint, req Req) (Resp, error) {

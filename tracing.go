@@ -36,15 +36,29 @@ var noopSpan = trace.SpanFromContext(context.Background())
 // tracer, or the global one before the application sets a provider) is
 // taken to go on making nothing for requests without a trace to continue.
 // Starting a span costs allocations even then; this way a provider set
-// later takes effect within that time.
+// later takes effect within that time (and idleClockEvery requests).
 const idleTracerRecheck = time.Second
+
+// idleClockEvery is how many skipped spans go by between two looks at
+// the clock, which costs more than the rest of skipSpan.
+const idleClockEvery = 16
 
 // skipSpan tells whether a span need not be started: the tracer made
 // nothing of late, and there is no trace to continue.
 func (t *telemetry) skipSpan(ctx context.Context, remoteParent bool) bool {
-	until := t.tracerIdleUntil.Load()
-	return until != 0 && !remoteParent && time.Now().UnixNano() < until &&
-		!trace.SpanContextFromContext(ctx).IsValid()
+	if t == nil || remoteParent || t.tracerIdleUntil.Load() == 0 || trace.SpanContextFromContext(ctx).IsValid() {
+		return false
+	}
+	if t.tracerSkips.Add(1)%idleClockEvery != 0 {
+		return true
+	}
+	if time.Now().UnixNano() < t.tracerIdleUntil.Load() {
+		return true
+	}
+	// Time to look again: spans are started until one shows the tracer
+	// still idle.
+	t.tracerIdleUntil.Store(0)
+	return false
 }
 
 // sawSpan notes whether a span the tracer made was nothing at all.
@@ -82,9 +96,6 @@ func (c wrapperCarrier) Keys() []string { return []string{"traceparent", "traces
 // caller's: its context is what the request carries to the remote
 // handler.
 func (t *telemetry) startSend(ctx context.Context, a *typeAttrs) (context.Context, trace.Span) {
-	if t.skipSpan(ctx, false) {
-		return ctx, noopSpan
-	}
 	ctx, span := t.tracer.Start(ctx, a.sendSpan, clientSpan...)
 	t.sawSpan(span)
 	if span.IsRecording() {
