@@ -269,6 +269,20 @@ var requestBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 // instrument the provider refuses is logged and replaced by one that
 // records nothing.
 func newTelemetry(s side, c *common, log *slog.Logger) *telemetry {
+	if s == sideClient && c.meterProvider == nil && c.tracerProvider == nil {
+		return defaultClientTelemetry()
+	}
+	return buildTelemetry(s, c, log)
+}
+
+// defaultClientTelemetry is shared by the clients that keep the default
+// providers: a process may run thousands of clients, and their
+// instruments are the same.
+var defaultClientTelemetry = sync.OnceValue(func() *telemetry {
+	return buildTelemetry(sideClient, &common{}, slog.New(slog.DiscardHandler))
+})
+
+func buildTelemetry(s side, c *common, log *slog.Logger) *telemetry {
 	mp := c.meterProvider
 	if mp == nil {
 		mp = otel.GetMeterProvider()
