@@ -196,7 +196,7 @@ func viewOf(d Diagnostics) diagnosticsView {
 		v.Clients = append(v.Clients, cv)
 	}
 	for _, s := range d.Subscriptions {
-		v.Subscriptions = append(v.Subscriptions, subscriptionView{Topic: s.Topic, Key: s.Key, Count: s.Count})
+		v.Subscriptions = append(v.Subscriptions, subscriptionView(s))
 	}
 	for _, h := range d.Handlers {
 		v.Handlers = append(v.Handlers, handlerView(h))

@@ -38,7 +38,7 @@ func spanNamed(t *testing.T, rec *tracetest.SpanRecorder, n string) sdktrace.Rea
 func attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range s.Attributes() {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
