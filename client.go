@@ -144,6 +144,7 @@ type Client struct {
 	stop        context.CancelCauseFunc
 	events      *serial.Queue
 	closeDone   chan struct{} // closed when Close has finished
+	tel         *telemetry    // see metrics.go
 
 	mu      sync.Mutex
 	state   State
@@ -235,6 +236,7 @@ func AddClient(opts ...ClientOption) (*Client, error) {
 		stop:        stop,
 		closeDone:   make(chan struct{}),
 		state:       Disconnected,
+		tel:         newTelemetry(sideClient, &cfg.common, cfg.logger),
 	}
 	c.events = serial.New(256, func(v any) {
 		c.log.Error("communication: state handler panicked", "panic", v, "stack", string(debug.Stack()))
@@ -683,6 +685,7 @@ func (c *Client) dial(life context.Context) (*transport.Conn, *clientPeer, error
 		Logger:         c.log,
 	})
 	cp.peer = newPeer(c.ctx, nr.ConnectionID, c.h, &c.cfg.common, conn, table, nil)
+	cp.peer.tel = c.tel
 	c.mu.Lock()
 	live := c.peers[:0]
 	for _, p := range c.peers {
@@ -723,6 +726,9 @@ func (c *Client) established(ctx context.Context, r *runState, cp *clientPeer) {
 	c.mu.Unlock()
 	cp.readyAt = time.Now()
 	close(cp.ready)
+	if r.isConnected() {
+		c.tel.reconnected()
+	}
 	r.connectOnce.Do(func() { close(r.connected) })
 }
 

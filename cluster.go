@@ -112,14 +112,15 @@ func (c *cluster) subscriptions() *clusterCounter {
 
 func (c *cluster) publish(ctx context.Context, node string, e *envelope) error {
 	e.From = c.name
-	return c.node.Publish(ctx, node, appendEnvelope(nil, e))
+	start := time.Now()
+	return c.s.tel.backplaneCall(opPublish, start, c.node.Publish(ctx, node, appendEnvelope(nil, e)))
 }
 
 // claim tells the cluster that this node holds a new connection.
 func (c *cluster) claim(sc *serverConn) {
 	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.cfg.handshakeTimeout)
 	defer cancel()
-	if err := c.node.Claim(ctx, c.location(sc)); err != nil {
+	if err := c.s.tel.backplaneCall(opClaim, time.Time{}, c.node.Claim(ctx, c.location(sc))); err != nil {
 		c.s.log.Warn("communication: the cluster was not told of a connection", "connection", sc.id, "error", err)
 	}
 }
@@ -127,7 +128,7 @@ func (c *cluster) claim(sc *serverConn) {
 func (c *cluster) release(sc *serverConn) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.s.ctx), c.s.cfg.handshakeTimeout)
 	defer cancel()
-	if err := c.node.Release(ctx, c.location(sc)); err != nil {
+	if err := c.s.tel.backplaneCall(opRelease, time.Time{}, c.node.Release(ctx, c.location(sc))); err != nil {
 		c.s.log.Warn("communication: the cluster was not told a connection ended", "connection", sc.id, "error", err)
 	}
 	// The other nodes forget where it was.
@@ -184,8 +185,9 @@ func (c *cluster) locate(ctx context.Context, l Location) (Location, error) {
 			return Location{Node: node, ConnectionID: l.ConnectionID}, nil
 		}
 	}
+	start := time.Now()
 	found, ok, err := c.node.Locate(ctx, l.ConnectionID, l.Instance)
-	if err != nil {
+	if c.s.tel.backplaneCall(opLocate, start, err) != nil {
 		return Location{}, fmt.Errorf("communication: locating the connection: %w", err)
 	}
 	if !ok || found.Node == c.name {
@@ -390,6 +392,8 @@ func (c *cluster) deliver(e envelope) {
 	}
 	if err := sc.conn.Send(ctx, wire.TargetPost, &w); err != nil {
 		c.s.log.Warn("communication: post from another node not delivered", "node", e.From, "connection", e.Conn, "error", err)
+	} else {
+		c.s.tel.messageSent(ctx, wire.TargetPost, w.Type)
 	}
 }
 
@@ -481,6 +485,7 @@ func (h clusterHandler) NodeLeft(node string, orphans []Location) {
 
 func (h clusterHandler) LinkLost(err error) {
 	h.c.s.log.Warn("communication: lost the link to the cluster", "error", err)
+	_ = h.c.s.tel.backplaneCall(opLink, time.Time{}, err)
 	h.c.fail("", fmt.Errorf("lost the link to the cluster: %w", err))
 	// Nodes may leave unseen meanwhile.
 	h.c.forgetWhere("", "")

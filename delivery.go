@@ -34,9 +34,12 @@ func (s *Server) deliverLocal(ctx context.Context, conns []*serverConn, w *wire.
 	// everybody else is served) or not reading at all (its writer stalls:
 	// drop it, rather than hold the broadcast or buffer without limit).
 	var full []*serverConn
-	tooLarge := 0
+	tooLarge, sent := 0, 0
+	defer func() { s.tel.messagesSent(ctx, sent, w.Type) }()
 	for _, sc := range conns {
 		switch err := sc.conn.TrySend(wire.TargetPost, w); {
+		case err == nil:
+			sent++
 		case errors.Is(err, transport.ErrQueueFull):
 			full = append(full, sc)
 		case errors.Is(err, wire.ErrTooLarge):
@@ -49,7 +52,10 @@ func (s *Server) deliverLocal(ctx context.Context, conns []*serverConn, w *wire.
 			sc.conn.Close(fmt.Errorf("%w: send queue full", ErrSlowConsumer))
 			continue
 		}
-		if err := sc.conn.Send(ctx, wire.TargetPost, w); err != nil && ctx.Err() != nil {
+		err := sc.conn.Send(ctx, wire.TargetPost, w)
+		if err == nil {
+			sent++
+		} else if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}

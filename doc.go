@@ -140,6 +140,21 @@
 // github.com/tharga/communication-go/redis joins processes over Redis, and
 // keeps client records there. Delivery between nodes is at most once.
 //
+// # Observability
+//
+// Metrics and spans go through the OpenTelemetry API, to the global
+// providers unless [WithMeterProvider] and [WithTracerProvider] say
+// otherwise: the stable SignalR server conventions
+// (signalr.server.active_connections, signalr.server.connection.duration)
+// and the package's own, prefixed tharga.communication (messages by kind
+// and registered type, requests by outcome, pending requests, refusals,
+// slow consumers, reconnects, the Backplane). Each [Send] has a span on
+// both ends, joined by the W3C trace context that travels with the
+// request. [Server.Diagnostics] is a snapshot of clients, handlers,
+// subscriptions and pending requests, and [Server.DiagnosticsHandler]
+// serves it as JSON and as a page for operators, mounted by the
+// application behind its own authentication.
+//
 // # Transport
 //
 // The transport is github.com/philippseith/signalr. It runs the SignalR

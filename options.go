@@ -8,6 +8,9 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults shared by Server and Client. Each option's doc names its default.
@@ -51,6 +54,8 @@ type common struct {
 	handlerTimeout   time.Duration
 	sendQueueBytes   int
 	writeTimeout     time.Duration
+	meterProvider    metric.MeterProvider // see metrics.go
+	tracerProvider   trace.TracerProvider // see metrics.go
 	invalid          []error
 }
 

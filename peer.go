@@ -39,6 +39,7 @@ type peer struct {
 	requests *limiter        // this connection's running request handlers
 	shared   *limiter        // the server's running handlers; nil on a client
 	blocked  <-chan struct{} // what a refused message waits for (read goroutine only)
+	again    bool            // the next message is the one refused (read goroutine only)
 	// life bounds post handlers (they outlive the connection: what
 	// arrived is handled); ctx bounds request handlers (their answer
 	// cannot outlive the connection).
@@ -46,6 +47,7 @@ type peer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // running request handlers
+	tel    *telemetry     // set by its Server or Client; nil records nothing
 
 	closeOnce sync.Once
 }
@@ -76,15 +78,22 @@ func newPeer(life context.Context, id string, h *Handlers, cfg *common, out outb
 // every handler slot busy is refused, and the connection stops reading
 // until Ready.
 func (p *peer) HandleMessage(m *wire.Message) bool {
+	if !p.again {
+		// Counted before it is handled, so that whoever sees it handled
+		// sees it counted; once, though a refused message comes again.
+		p.tel.messageReceived(m)
+	}
+	taken := true
 	switch m.Target {
 	case wire.TargetPost:
-		return p.handlePost(m)
+		taken = p.handlePost(m)
 	case wire.TargetSend:
-		return p.handleSend(m)
+		taken = p.handleSend(m)
 	case wire.TargetResponse:
 		p.handleResponse(m)
 	}
-	return true
+	p.again = !taken
+	return taken
 }
 
 // Ready implements transport.Inbound.
@@ -176,7 +185,9 @@ func (p *peer) runSend(e *entry, w *wire.Wrapper) {
 	ctx, cancel := context.WithTimeout(p.ctx, timeout)
 	defer cancel()
 	ctx = withSender(ctx, Sender{ConnectionID: p.id, Type: w.Type})
+	ctx, span := p.tel.startHandle(ctx, w, p.id)
 	name, answer, err := p.callSend(ctx, e, w.Payload)
+	endSpan(span, err)
 	if p.ctx.Err() != nil {
 		// The connection is gone or going: the caller learns that from
 		// the connection, not from a cancelled handler's error.
@@ -196,6 +207,9 @@ func (p *peer) runSend(e *entry, w *wire.Wrapper) {
 	}
 	resp := wire.Wrapper{Type: name, Payload: answer, CorrelationID: w.CorrelationID}
 	err = p.out.Send(p.ctx, wire.TargetResponse, &resp)
+	if err == nil {
+		p.tel.messageSent(p.ctx, wire.TargetResponse, name)
+	}
 	if errors.Is(err, wire.ErrTooLarge) {
 		// The caller must not wait for an answer that cannot be sent.
 		p.log.Warn("communication: answer too large for the peer", "connection", p.id, "type", w.Type, "error", err)
@@ -230,6 +244,8 @@ func (p *peer) answerError(req *wire.Wrapper, msg string, code Code) {
 	}
 	if err := p.out.Send(p.ctx, wire.TargetResponse, &w); err != nil {
 		p.log.Debug("communication: error answer not sent", "connection", p.id, "error", err)
+	} else {
+		p.tel.messageSent(p.ctx, wire.TargetResponse, req.Type)
 	}
 }
 
@@ -255,7 +271,11 @@ func (p *peer) post(ctx context.Context, msg any) error {
 	if err != nil {
 		return err
 	}
-	return p.sendErr(p.out.Send(ctx, wire.TargetPost, &w))
+	if err := p.out.Send(ctx, wire.TargetPost, &w); err != nil {
+		return p.sendErr(err)
+	}
+	p.tel.messageSent(ctx, wire.TargetPost, w.Type)
+	return nil
 }
 
 func (p *peer) wrap(msg any) (wire.Wrapper, error) { return wrapWith(p.h, msg) }
@@ -298,9 +318,14 @@ func (p *peer) requestWrapper(ctx context.Context, w wire.Wrapper, respName stri
 			w.TimeoutMillis = ms
 		}
 	}
+	injectTrace(ctx, &w)
 	call, err := p.pending.Add(ctx, w.Type, respName, func(id string) error {
 		w.CorrelationID = id
-		return p.out.Send(ctx, wire.TargetSend, &w)
+		err := p.out.Send(ctx, wire.TargetSend, &w)
+		if err == nil {
+			p.tel.messageSent(ctx, wire.TargetSend, w.Type)
+		}
+		return err
 	})
 	if err != nil {
 		return wire.Wrapper{}, p.requestErr(ctx, w.Type, err)

@@ -143,6 +143,7 @@ func RegisterName[T any](h *Handlers, name string) error {
 		return fmt.Errorf("%w: %v is already named %q", ErrDuplicateType, t, old)
 	}
 	h.names[t] = name
+	noteType(name)
 	return nil
 }
 
@@ -173,9 +174,18 @@ func (h *Handlers) add(e *entry, name string, respType reflect.Type, respName st
 		}
 		h.names[respType] = respName
 	}
+	if respType != nil && respType.Kind() != reflect.Interface {
+		// The answers are counted under the response type's name.
+		rn, ok := h.names[respType]
+		if !ok {
+			rn = TypeName(respType)
+		}
+		noteType(rn)
+	}
 	h.byName[key] = e
 	h.byType[e.typ] = e
 	h.names[e.typ] = name
+	noteType(name)
 	return nil
 }
 

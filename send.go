@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"reflect"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/tharga/communication-go/internal/wire"
 )
 
@@ -13,6 +15,9 @@ import (
 // Server.ToInstance), on this node or, with a Backplane, on another.
 type Endpoint interface {
 	requester() (requester, error)
+	// observer is the telemetry of the Server or Client the endpoint
+	// belongs to, and its handler set, which names the types.
+	observer() (*telemetry, *Handlers)
 }
 
 // requester sends a request and waits for its answer's wrapper: a
@@ -22,6 +27,8 @@ type requester interface {
 	// names is the handler set that names the types.
 	names() *Handlers
 }
+
+func (c *Client) observer() (*telemetry, *Handlers) { return c.tel, c.h }
 
 func (c *Client) requester() (requester, error) {
 	p, err := c.peerFor()
@@ -52,6 +59,43 @@ func (c *Client) requester() (requester, error) {
 // handler failed or has no handler for the type (errors.Is
 // ErrUnknownType).
 func Send[Resp, Req any](ctx context.Context, to Endpoint, req Req) (Resp, error) {
+	tel, h := to.observer()
+	if tel == nil {
+		return send[Resp](ctx, to, req)
+	}
+	// What nobody records is not worked out.
+	skip := tel.skipSpan(ctx, false)
+	start := tel.requestStarted(ctx)
+	var a *typeAttrs
+	if !skip || !start.IsZero() {
+		a = sendAttrs(h, req)
+	}
+	span := noopSpan
+	if !skip {
+		ctx, span = tel.startSend(ctx, a)
+	}
+	resp, err := send[Resp](ctx, to, req)
+	tel.requestEnded(ctx, a, start, err)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String(attrOutcome, outcomeNames[outcomeOf(err)]))
+	}
+	endSpan(span, err)
+	return resp, err
+}
+
+// sendAttrs returns the measurement options of req's type.
+func sendAttrs[Req any](h *Handlers, req Req) *typeAttrs {
+	rt := reflect.TypeFor[Req]()
+	if rt.Kind() == reflect.Interface {
+		rt = reflect.TypeOf(req)
+	}
+	if rt == nil {
+		return otherAttrs
+	}
+	return attrsOf(h.nameOf(rt))
+}
+
+func send[Resp, Req any](ctx context.Context, to Endpoint, req Req) (Resp, error) {
 	var zero Resp
 	r, err := to.requester()
 	if err != nil {

@@ -50,6 +50,7 @@ type Server struct {
 	validator KeyValidator
 	// handlers bounds the handlers running across the server.
 	handlers *limiter
+	tel      *telemetry // see metrics.go
 
 	mu        sync.RWMutex
 	conns     map[string]*serverConn // connected, by connection id
@@ -77,6 +78,8 @@ type serverConn struct {
 	// dropped is set, under Server.mu, when the connection has been
 	// taken down.
 	dropped bool
+	// opened is when the connection became reachable, under Server.mu.
+	opened time.Time
 }
 
 // AddServer builds a Server. Mount it on your mux (see Server.Mount); the
@@ -107,6 +110,7 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 		stop:      stop,
 		nego:      newNegotiations(cfg.handshakeTimeout, maxPendingNegotiations),
 		handlers:  newLimiter(cfg.maxHandlers),
+		tel:       newTelemetry(sideServer, &cfg.common, cfg.logger),
 		conns:     make(map[string]*serverConn),
 		instances: make(map[string]*serverConn),
 		accepting: make(map[string]*serverConn),
@@ -146,6 +150,7 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 	}
 	s.sr = sr
 	if cfg.backplane != nil {
+		s.tel.withBackplane(cfg.meterProvider)
 		if err := s.joinCluster(cfg.backplane, cfg.nodeName); err != nil {
 			stop()
 			return nil, err
@@ -183,7 +188,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	key, present, ok := s.authorize(r)
 	if strings.HasSuffix(r.URL.Path, "/negotiate") {
 		if !ok {
-			unauthorized(w)
+			s.unauthorized(w)
 			return
 		}
 		s.negotiate(w, r, key)
@@ -193,7 +198,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// it rides on the negotiate that handed out its id, which a browser
 	// must do (it cannot put headers on a WebSocket or an event stream).
 	if !ok && present {
-		unauthorized(w)
+		s.unauthorized(w)
 		return
 	}
 	switch {
@@ -230,7 +235,7 @@ func (s *Server) transportInfo(w http.ResponseWriter, r *http.Request, key KeyIn
 			http.Error(w, "missing connection id: negotiate first", http.StatusBadRequest)
 			return "", connInfo{}, false
 		case !keyOK:
-			unauthorized(w)
+			s.unauthorized(w)
 			return "", connInfo{}, false
 		}
 		info := infoFrom(r)
@@ -240,7 +245,7 @@ func (s *Server) transportInfo(w http.ResponseWriter, r *http.Request, key KeyIn
 	n, found := s.nego.take(id)
 	if !found {
 		if !keyOK {
-			unauthorized(w)
+			s.unauthorized(w)
 			return "", connInfo{}, false
 		}
 		http.Error(w, "unknown, used or expired connection id: negotiate first. "+
@@ -325,6 +330,7 @@ func (s *Server) ssePost(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		w.WriteHeader(http.StatusOK)
 	case errors.Is(err, transport.ErrTooManyPosts):
+		s.tel.refusedRequest(http.StatusTooManyRequests)
 		http.Error(w, err.Error(), http.StatusTooManyRequests)
 	case errors.Is(err, transport.ErrConnClosed):
 		http.Error(w, "the session has ended", http.StatusGone)
@@ -368,6 +374,7 @@ func (c *connInbound) Ready() <-chan struct{}             { return c.peer.Ready(
 func (s *Server) serve(sc *serverConn) {
 	table := pending.New(pending.AnyOrder, sc.info.correlation, s.pendingEvents(sc.id))
 	sc.peer = newPeer(s.ctx, sc.id, s.h, &s.cfg.common, sc.conn, table, s.handlers)
+	sc.peer.tel = s.tel
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -412,9 +419,11 @@ func (s *Server) register(sc *serverConn) {
 		if sc.info.instance != "" {
 			s.instances[sc.info.instance] = sc
 		}
+		sc.opened = time.Now()
 	}
 	s.mu.Unlock()
 	if ok {
+		s.tel.connectionOpened(sc.sse != nil)
 		s.subscriptionState().joined(sc)
 		s.record(sc)
 		if s.cluster != nil {
@@ -454,6 +463,7 @@ func (s *Server) disconnected(hc signalr.HubConnection) {
 // its pending requests fail, and its record is marked disconnected.
 func (s *Server) drop(sc *serverConn) {
 	s.mu.Lock()
+	opened, shutdown := sc.opened, s.closed
 	if s.conns[sc.id] == sc {
 		delete(s.conns, sc.id)
 	}
@@ -475,6 +485,9 @@ func (s *Server) drop(sc *serverConn) {
 		reason = fmt.Errorf("%w: %w", ErrConnectionLost, connErr(err))
 	}
 	sc.peer.close(reason)
+	if !opened.IsZero() {
+		s.tel.connectionClosed(sc.sse != nil, opened, shutdown, connErr(sc.conn.Err()))
+	}
 	if sc.connected.IsZero() {
 		return // never recorded
 	}
@@ -681,6 +694,8 @@ type serverEndpoint struct {
 	s   *Server
 	loc Location
 }
+
+func (e serverEndpoint) observer() (*telemetry, *Handlers) { return e.s.tel, e.s.h }
 
 func (e serverEndpoint) requester() (requester, error) {
 	if err := e.s.usable(); err != nil {

@@ -194,6 +194,14 @@ func (c *Conn) SetTransferMode(m signalr.TransferMode) {
 	}
 }
 
+// QueueBytes returns how many encoded bytes wait to be handed to the
+// writer: what a slow reader has let pile up.
+func (c *Conn) QueueBytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
+}
+
 // Protocol returns the hub protocol, 0 while a server does not know it yet.
 func (c *Conn) Protocol() wire.Protocol { return wire.Protocol(c.proto.Load()) }
 

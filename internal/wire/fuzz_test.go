@@ -61,7 +61,8 @@ func checkBadWrapper(t *testing.T, w Wrapper) {
 // sameWrapper compares wrappers, an empty payload equal to a nil one.
 func sameWrapper(a, b Wrapper) bool {
 	return a.Type == b.Type && bytes.Equal(a.Payload, b.Payload) &&
-		a.CorrelationID == b.CorrelationID && a.TimeoutMillis == b.TimeoutMillis
+		a.CorrelationID == b.CorrelationID && a.TimeoutMillis == b.TimeoutMillis &&
+		a.TraceParent == b.TraceParent && a.TraceState == b.TraceState
 }
 
 // FuzzParseMsgPack checks that ParseMsgPack never panics, that its errors

@@ -43,7 +43,7 @@ func parseJSONWrapper(s *jsonScanner, depth int, w *Wrapper) (wrapperErr error, 
 		return nil, false
 	}
 	s.i++
-	var typ, payload, corr, timeout jsonValue
+	var typ, payload, corr, timeout, parent, state jsonValue
 	for n := 0; ; n++ {
 		key, plain, done, ok := s.member(n)
 		if !ok {
@@ -65,9 +65,22 @@ func parseJSONWrapper(s *jsonScanner, depth int, w *Wrapper) (wrapperErr error, 
 			corr = v
 		case keyMatches(key, plain, "timeoutMs", true):
 			timeout = v
+		case keyMatches(key, plain, "traceparent", true):
+			parent = v
+		case keyMatches(key, plain, "tracestate", true):
+			state = v
 		}
 	}
-	return decodeJSONWrapper(&typ, &payload, &corr, &timeout, w), true
+	err := decodeJSONWrapper(&typ, &payload, &corr, &timeout, w)
+	if err == nil {
+		if parent.isStr {
+			w.TraceParent = unquoteString(parent.str, parent.plain)
+		}
+		if state.isStr {
+			w.TraceState = unquoteString(state.str, state.plain)
+		}
+	}
+	return err, true
 }
 
 // decodeJSONWrapper checks and converts the scanned wrapper properties

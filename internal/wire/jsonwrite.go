@@ -13,7 +13,8 @@ import (
 //	{"type":1,"target":"T","arguments":[{"type":"W","payload":"P"}]}
 //
 // with ,"correlationId":"C" after the payload when w.CorrelationID is set
-// and ,"timeoutMs":N when w.TimeoutMillis > 0. The payload is written as a
+// and ,"timeoutMs":N when w.TimeoutMillis > 0, then ,"traceparent":"T"
+// and ,"tracestate":"S" when set. The payload is written as a
 // JSON string, which the .NET reader requires. It allocates only to grow
 // dst.
 func AppendJSONInvocation(dst []byte, target string, w *Wrapper) []byte {
@@ -30,6 +31,14 @@ func AppendJSONInvocation(dst []byte, target string, w *Wrapper) []byte {
 	if w.TimeoutMillis > 0 {
 		dst = append(dst, `,"timeoutMs":`...)
 		dst = strconv.AppendInt(dst, w.TimeoutMillis, 10)
+	}
+	if w.TraceParent != "" {
+		dst = append(dst, `,"traceparent":`...)
+		dst = AppendJSONString(dst, w.TraceParent)
+	}
+	if w.TraceState != "" {
+		dst = append(dst, `,"tracestate":`...)
+		dst = AppendJSONString(dst, w.TraceState)
 	}
 	return append(dst, "}]}\x1e"...)
 }

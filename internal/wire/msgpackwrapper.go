@@ -17,7 +17,7 @@ func parseMsgPackWrapper(arg []byte, w *Wrapper) error {
 		return fmt.Errorf("%w: the argument is not a map", ErrBadWrapper)
 	}
 	n, _ := r.mapLen()
-	var typ, payload, corr, timeout []byte // raw values; a later duplicate wins
+	var typ, payload, corr, timeout, parent, state []byte // raw values; a later duplicate wins
 	for ; n > 0; n-- {
 		var key []byte
 		isStr := r.kind() == mpStr
@@ -39,6 +39,10 @@ func parseMsgPackWrapper(arg []byte, w *Wrapper) error {
 			corr = v
 		case asciiEqualFold(key, "timeoutMs"):
 			timeout = v
+		case asciiEqualFold(key, "traceparent"):
+			parent = v
+		case asciiEqualFold(key, "tracestate"):
+			state = v
 		}
 	}
 
@@ -83,6 +87,17 @@ func parseMsgPackWrapper(arg []byte, w *Wrapper) error {
 	err := cmp.Or(typeErr, payloadErr, corrErr, timeoutErr)
 	if err != nil {
 		w.Type, w.Payload = "", nil
+		return err
 	}
-	return err
+	// The trace context is a hint: a value that is not a string is
+	// ignored.
+	if t := (mpReader{b: parent}); parent != nil && t.kind() == mpStr {
+		v, _ := t.bytes()
+		w.TraceParent = string(v)
+	}
+	if t := (mpReader{b: state}); state != nil && t.kind() == mpStr {
+		v, _ := t.bytes()
+		w.TraceState = string(v)
+	}
+	return nil
 }

@@ -7,7 +7,8 @@ import "encoding/binary"
 //
 //	[1, {}, nil, target, [{"type": T, "payload": P}], []]
 //
-// with "correlationId" and "timeoutMs" added to the wrapper map when set.
+// with "correlationId", "timeoutMs", "traceparent" and "tracestate" added
+// to the wrapper map when set.
 // The payload (the message's JSON text) is written as a str, as JavaScript
 // clients expect a string there. The body size is computed first so that
 // the prefix is written in place; it allocates only to grow dst.
@@ -24,6 +25,14 @@ func AppendMsgPackInvocation(dst []byte, target string, w *Wrapper) []byte {
 		fields++
 		size += mpStrSize(len("timeoutMs")) + mpUintSize(uint64(w.TimeoutMillis))
 	}
+	if w.TraceParent != "" {
+		fields++
+		size += mpStrSize(len("traceparent")) + mpStrSize(len(w.TraceParent))
+	}
+	if w.TraceState != "" {
+		fields++
+		size += mpStrSize(len("tracestate")) + mpStrSize(len(w.TraceState))
+	}
 	dst = binary.AppendUvarint(dst, uint64(size))
 	dst = append(dst, 0x96, TypeInvocation, 0x80, 0xc0)
 	dst = appendMsgPackStr(dst, target)
@@ -39,6 +48,14 @@ func AppendMsgPackInvocation(dst []byte, target string, w *Wrapper) []byte {
 	if w.TimeoutMillis > 0 {
 		dst = appendMsgPackStr(dst, "timeoutMs")
 		dst = appendMsgPackUint(dst, uint64(w.TimeoutMillis))
+	}
+	if w.TraceParent != "" {
+		dst = appendMsgPackStr(dst, "traceparent")
+		dst = appendMsgPackStr(dst, w.TraceParent)
+	}
+	if w.TraceState != "" {
+		dst = appendMsgPackStr(dst, "tracestate")
+		dst = appendMsgPackStr(dst, w.TraceState)
 	}
 	return append(dst, 0x90)
 }

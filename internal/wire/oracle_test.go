@@ -175,7 +175,7 @@ func oracleWrapper(arg json.RawMessage) (Wrapper, error) {
 	if !ok {
 		return Wrapper{}, errors.New("not an object")
 	}
-	var typ, payload, corr, timeout json.RawMessage
+	var typ, payload, corr, timeout, parent, state json.RawMessage
 	for _, mb := range members {
 		switch lowerASCII(mb.key) {
 		case "type":
@@ -186,6 +186,10 @@ func oracleWrapper(arg json.RawMessage) (Wrapper, error) {
 			corr = mb.value
 		case "timeoutms":
 			timeout = mb.value
+		case "traceparent":
+			parent = mb.value
+		case "tracestate":
+			state = mb.value
 		}
 	}
 	var errs []error
@@ -227,6 +231,13 @@ func oracleWrapper(arg json.RawMessage) (Wrapper, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Wrapper{CorrelationID: w.CorrelationID, TimeoutMillis: w.TimeoutMillis}, err
+	}
+	// The trace context is kept when it is a string and ignored otherwise.
+	if parent != nil && parent[0] == '"' {
+		_ = json.Unmarshal(parent, &w.TraceParent)
+	}
+	if state != nil && state[0] == '"' {
+		_ = json.Unmarshal(state, &w.TraceState)
 	}
 	return w, nil
 }

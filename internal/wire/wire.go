@@ -71,6 +71,15 @@ type Wrapper struct {
 	// TimeoutMillis ("timeoutMs" on the wire) is how long the caller of a
 	// SendMessage will wait for the answer; 0 when unknown.
 	TimeoutMillis int64
+	// TraceParent and TraceState ("traceparent", "tracestate" on the
+	// wire) carry the W3C trace context of a SendMessage, so that the
+	// remote handler's trace continues the caller's. Empty when the
+	// caller traces nothing; a wrapper without them is written as
+	// before, byte for byte. Decoders take them as they are (a value that
+	// is not a string is ignored, never an error): they are a hint, and
+	// the tracing API validates them.
+	TraceParent string
+	TraceState  string
 }
 
 // Message is one decoded hub message. Its strings and byte slices never
