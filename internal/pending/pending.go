@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tharga/communication-go/internal/signal"
 	"github.com/tharga/communication-go/internal/wire"
 )
 
@@ -78,7 +79,7 @@ type Table struct {
 	byID    map[string]*Call
 	line    []*Call // outstanding in send order, tombstones included
 	closed  error
-	changed chan struct{}
+	changed signal.Broadcast // notified when the line shrinks
 	onEvent func(Info, bool)
 }
 
@@ -91,7 +92,6 @@ func New(order Order, echo bool, onEvent func(info Info, added bool)) *Table {
 		order:   order,
 		echo:    echo,
 		byID:    make(map[string]*Call),
-		changed: make(chan struct{}),
 		onEvent: onEvent,
 	}
 }
@@ -112,7 +112,7 @@ func (t *Table) Add(ctx context.Context, reqType, respType string, send func(id 
 		if t.echo || t.order != AnyOrder || !t.overlaps(reqType, respType) {
 			break
 		}
-		changed := t.changed
+		changed := t.changed.Wait()
 		t.mu.Unlock()
 		select {
 		case <-changed:
@@ -296,8 +296,7 @@ func (t *Table) Close(err error) {
 	}
 	t.line = nil
 	t.byID = make(map[string]*Call)
-	close(t.changed)
-	t.changed = make(chan struct{})
+	t.changed.Notify()
 	t.mu.Unlock()
 	for _, c := range failed {
 		t.event(c, false)
@@ -354,8 +353,7 @@ func (t *Table) removeFromLine(c *Call) {
 			break
 		}
 	}
-	close(t.changed)
-	t.changed = make(chan struct{})
+	t.changed.Notify()
 }
 
 func (t *Table) dropTombstones() {
@@ -369,6 +367,5 @@ func (t *Table) dropTombstones() {
 		t.line[i] = nil
 	}
 	t.line = kept
-	close(t.changed)
-	t.changed = make(chan struct{})
+	t.changed.Notify()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/philippseith/signalr"
 
+	"github.com/tharga/communication-go/internal/signal"
 	"github.com/tharga/communication-go/internal/wire"
 )
 
@@ -82,10 +83,10 @@ type Conn struct {
 	mu       sync.Mutex
 	id       string
 	mode     signalr.TransferMode
-	pending  []byte        // encoded frames waiting for the writer
-	spare    []byte        // the writer's other buffer
-	writing  bool          // a drain goroutine is running
-	space    chan struct{} // closed when the queue shrinks
+	pending  []byte           // encoded frames waiting for the writer
+	spare    []byte           // the writer's other buffer
+	writing  bool             // a drain goroutine is running
+	space    signal.Broadcast // notified when the queue shrinks
 	closeErr error
 	closing  bool      // a close frame was queued: close once flushed
 	writeAt  time.Time // when the write in progress started; zero when none
@@ -119,7 +120,6 @@ func newConn(ctx context.Context, l link, cfg ConnConfig) *Conn {
 		cfg:    cfg,
 		log:    cfg.Logger,
 		id:     cfg.ConnectionID,
-		space:  make(chan struct{}),
 		done:   make(chan struct{}),
 	}
 	c.ic = NewInterceptor(InterceptorConfig{
@@ -409,7 +409,7 @@ func (c *Conn) enqueue(ctx context.Context, how admit, encode func([]byte) []byt
 			c.mu.Unlock()
 			return ErrQueueFull
 		}
-		space := c.space
+		space := c.space.Wait()
 		c.mu.Unlock()
 		select {
 		case <-space:
@@ -449,8 +449,7 @@ func (c *Conn) drain() {
 		if len(c.pending) == 0 || c.closeErr != nil {
 			c.writing = false
 			closing := c.closing && c.closeErr == nil
-			close(c.space) // wakes Flush
-			c.space = make(chan struct{})
+			c.space.Notify() // wakes Flush
 			c.mu.Unlock()
 			if closing {
 				c.Close(nil)
@@ -460,8 +459,7 @@ func (c *Conn) drain() {
 		batch := c.pending
 		c.pending = c.spare[:0]
 		c.spare = nil
-		close(c.space)
-		c.space = make(chan struct{})
+		c.space.Notify()
 		c.mu.Unlock()
 
 		err := c.writeBatches(batch)
@@ -555,12 +553,12 @@ func (c *Conn) Flush(d time.Duration) {
 	defer timer.Stop()
 	for {
 		c.mu.Lock()
-		idle := (!c.writing && (len(c.pending) == 0 || c.mode == 0)) || c.closeErr != nil
-		space := c.space
-		c.mu.Unlock()
-		if idle {
+		if (!c.writing && (len(c.pending) == 0 || c.mode == 0)) || c.closeErr != nil {
+			c.mu.Unlock()
 			return
 		}
+		space := c.space.Wait()
+		c.mu.Unlock()
 		select {
 		case <-space:
 		case <-timer.C:
@@ -577,8 +575,7 @@ func (c *Conn) Close(reason error) {
 			reason = ErrConnClosed
 		}
 		c.closeErr = reason
-		close(c.space)
-		c.space = make(chan struct{})
+		c.space.Notify()
 		stop := c.stopWatch
 		c.mu.Unlock()
 		close(c.done)
