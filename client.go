@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -237,9 +236,7 @@ func AddClient(opts ...ClientOption) (*Client, error) {
 		closeDone:   make(chan struct{}),
 		state:       Disconnected,
 	}
-	c.events = serial.New(256, func(v any) {
-		c.log.Error("communication: state handler panicked", "panic", v, "stack", string(debug.Stack()))
-	})
+	c.events = serial.New(256, c.log, "communication: state handler panicked")
 	if err := c.handleSubscriptions(); err != nil {
 		stop(ErrClosed)
 		return nil, err

@@ -8,8 +8,11 @@ package serial
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"slices"
 	"sync"
 
+	"github.com/tharga/communication-go/internal/recovery"
 	"github.com/tharga/communication-go/internal/signal"
 )
 
@@ -27,19 +30,28 @@ type Queue struct {
 	closed  bool
 	space   signal.Broadcast // notified when there may be room
 	idle    chan struct{}    // closed when the drain goroutine exits
-	recover func(any)
+
+	log       *slog.Logger
+	panicMsg  string
+	panicArgs func() []any
 }
 
-// New returns a queue holding at most limit waiting functions. onPanic,
-// when not nil, is called with the value of a panic in a function; the
-// queue goes on with the next one.
-func New(limit int, onPanic func(any)) *Queue {
+// New returns a queue holding at most limit waiting functions. A panic in
+// a function is logged to log (when not nil) as panicMsg with args, and
+// the queue goes on with the next one.
+func New(limit int, log *slog.Logger, panicMsg string, args ...any) *Queue {
 	if limit < 1 {
 		limit = 1
 	}
 	idle := make(chan struct{})
 	close(idle)
-	return &Queue{limit: limit, idle: idle, recover: onPanic}
+	return &Queue{
+		limit:     limit,
+		idle:      idle,
+		log:       log,
+		panicMsg:  panicMsg,
+		panicArgs: func() []any { return slices.Clip(args) },
+	}
 }
 
 // Push queues fn. When the queue is full it waits for room until ctx ends:
@@ -121,11 +133,7 @@ func (q *Queue) drain(idle chan struct{}) {
 }
 
 func (q *Queue) run(fn func()) {
-	defer func() {
-		if v := recover(); v != nil && q.recover != nil {
-			q.recover(v)
-		}
-	}()
+	defer recovery.Log(q.log, q.panicMsg, q.panicArgs)
 	fn()
 }
 
