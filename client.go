@@ -2,7 +2,6 @@ package communication
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -614,16 +613,9 @@ func (c *Client) dial(life context.Context) (*transport.Conn, *clientPeer, error
 	if resp.StatusCode != http.StatusOK {
 		return nil, nil, fmt.Errorf("negotiate answered %s", resp.Status)
 	}
-	var nr struct {
-		ConnectionID    string `json:"connectionId"`
-		ConnectionToken string `json:"connectionToken"`
-		Error           string `json:"error"`
-	}
-	if err := json.Unmarshal(body, &nr); err != nil {
-		return nil, nil, fmt.Errorf("negotiate: %w", err)
-	}
-	if nr.Error != "" {
-		return nil, nil, fmt.Errorf("negotiate: the server answered: %s", nr.Error)
+	nr, err := parseNegotiateResponse(body)
+	if err != nil {
+		return nil, nil, err
 	}
 	echo := resp.Header.Get(correlationHeader) == "1"
 	peerMax, _ := strconv.Atoi(resp.Header.Get(maxMessageHeader))
@@ -634,12 +626,8 @@ func (c *Client) dial(life context.Context) (*transport.Conn, *clientPeer, error
 	} else {
 		wsURL.Scheme = "ws"
 	}
-	key := nr.ConnectionToken
-	if key == "" {
-		key = nr.ConnectionID
-	}
 	q = wsURL.Query()
-	q.Set("id", key)
+	q.Set("id", nr.transportKey())
 	wsURL.RawQuery = q.Encode()
 	ws, wsResp, err := websocket.Dial(ctx, wsURL.String(), &websocket.DialOptions{
 		HTTPClient: c.cfg.httpClient,
