@@ -332,8 +332,6 @@ func (p *peer) sendErr(err error) error {
 	case errors.Is(err, ErrConnectionLost), errors.Is(err, ErrClosed), errors.Is(err, ErrNotConnected),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
-	case errors.Is(err, transport.ErrQueueFull):
-		return fmt.Errorf("%w: %w", ErrSlowConsumer, err)
 	case errors.Is(err, wire.ErrTooLarge):
 		return fmt.Errorf("%w: %w", ErrTooLarge, err)
 	}

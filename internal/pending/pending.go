@@ -265,16 +265,6 @@ func (t *Table) matchUncorrelated(answerType string) *Call {
 	}
 }
 
-// SetEcho records that the peer echoes correlation ids.
-func (t *Table) SetEcho() {
-	t.mu.Lock()
-	if !t.echo {
-		t.echo = true
-		t.dropTombstones()
-	}
-	t.mu.Unlock()
-}
-
 // Close fails every outstanding request with err and every later Add too.
 func (t *Table) Close(err error) {
 	if err == nil {
@@ -312,19 +302,6 @@ func (t *Table) List() []Info {
 		out = append(out, c.info())
 	}
 	return out
-}
-
-// Len returns how many requests are outstanding, tombstones included.
-func (t *Table) Len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	n := len(t.byID)
-	for _, c := range t.line {
-		if c.abandoned {
-			n++
-		}
-	}
-	return n
 }
 
 func (c *Call) info() Info { return Info{ID: c.id, Type: c.reqType, Started: c.started} }

@@ -14,6 +14,20 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// outstanding returns how many requests are outstanding, tombstones
+// included.
+func outstanding(t *Table) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.byID)
+	for _, c := range t.line {
+		if c.abandoned {
+			n++
+		}
+	}
+	return n
+}
+
 func add(t *testing.T, tb *Table, req, resp string) *Call {
 	t.Helper()
 	c, err := tb.Add(context.Background(), req, resp, func(string) error { return nil })
@@ -33,7 +47,7 @@ func TestCorrelated(t *testing.T) {
 	require.Equal(t, "a", string(a.Wait(context.Background()).Wrapper.Payload))
 	require.Equal(t, "b", string(b.Wait(context.Background()).Wrapper.Payload))
 	require.False(t, tb.Resolve(answer("Resp", a.ID(), "again")), "an answer matched twice")
-	require.Zero(t, tb.Len())
+	require.Zero(t, outstanding(tb))
 }
 
 // TestInOrderTombstone: a .NET server answers in order and echoes no id; a
@@ -46,11 +60,11 @@ func TestInOrderTombstone(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, a.Wait(ctx).Err, context.Canceled)
 	b := add(t, tb, "MyApp.Req, MyApp", "MyApp.Resp, MyApp")
-	require.Equal(t, 2, tb.Len(), "the abandoned request must keep its place")
+	require.Equal(t, 2, outstanding(tb), "the abandoned request must keep its place")
 	require.False(t, tb.Resolve(answer("MyApp.Resp, MyApp, Version=1.0.0.0", "", "late a")))
 	require.True(t, tb.Resolve(answer("MyApp.Resp, MyApp", "", "b")))
 	require.Equal(t, "b", string(b.Wait(context.Background()).Wrapper.Payload))
-	require.Zero(t, tb.Len())
+	require.Zero(t, outstanding(tb))
 }
 
 // TestAnyOrderGating: a .NET client answers in any order and echoes no id;
@@ -90,7 +104,7 @@ func TestEchoSwitchDropsTombstones(t *testing.T) {
 	a.Wait(ctx)
 	b := add(t, tb, "Req", "Resp")
 	require.True(t, tb.Resolve(answer("Resp", b.ID(), "b")))
-	require.Zero(t, tb.Len(), "a peer that echoes ids needs no tombstones")
+	require.Zero(t, outstanding(tb), "a peer that echoes ids needs no tombstones")
 }
 
 func TestCloseFailsEverything(t *testing.T) {
@@ -111,5 +125,5 @@ func TestSendFailureLeavesNothing(t *testing.T) {
 	boom := errors.New("boom")
 	_, err := tb.Add(context.Background(), "Req", "Resp", func(string) error { return boom })
 	require.ErrorIs(t, err, boom)
-	require.Zero(t, tb.Len())
+	require.Zero(t, outstanding(tb))
 }

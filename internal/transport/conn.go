@@ -61,11 +61,13 @@ type ConnConfig struct {
 	Logger    *slog.Logger
 }
 
-// Conn is a signalr.Connection over a coder/websocket connection that owns
-// the data plane: reads go through an Interceptor, and every write (ours
-// and philippseith's) goes through one ordered, byte-bounded queue drained
-// by at most one goroutine, which only runs while there is something to
-// write.
+// Conn is a signalr.Connection over a coder/websocket connection (or a
+// server-sent-events session) that owns the data plane: reads go through
+// an Interceptor, and once the handshake is through every write (ours and
+// philippseith's) goes through one ordered, byte-bounded queue drained by
+// at most one goroutine, which only runs while there is something to
+// write. Before it, the handshake's answer (philippseith's, or this end's
+// refusal) is written at once, so that nothing overtakes it.
 type Conn struct {
 	link   link
 	ctx    context.Context

@@ -123,9 +123,6 @@ type InterceptorConfig struct {
 	OnHandshake func(wire.Protocol)
 	// TextOnly refuses a handshake for MessagePack.
 	TextOnly bool
-	// Handshaken says the handshake is already done (philippseith read
-	// it): every message is data from the start.
-	Handshaken bool
 	// PingEvery is how often, at most, a synthetic ping is passed to
 	// philippseith while only intercepted traffic arrives, so that its
 	// idle timeout sees a live peer. Zero means one second.
@@ -151,16 +148,7 @@ func NewInterceptor(cfg InterceptorConfig) *Interceptor {
 		log:         cfg.Logger,
 		pingEvery:   cfg.PingEvery,
 		lastPass:    time.Now(),
-		handshaken:  cfg.Handshaken,
 	}
-}
-
-// Protocol returns the connection's hub protocol, 0 before the handshake.
-func (ic *Interceptor) Protocol() wire.Protocol {
-	if !ic.handshaken {
-		return 0
-	}
-	return ic.proto
 }
 
 // Feed takes the next bytes read from the transport, dispatches every
