@@ -81,6 +81,11 @@ type Table struct {
 	closed  error
 	changed signal.Broadcast // notified when the line shrinks
 	onEvent func(Info, bool)
+	// turn is closed once the latest send that must keep its place in
+	// line (an InOrder peer that does not echo) is done: the next such
+	// send waits for it, so that sends leave in line order without the
+	// lock being held while one waits for the connection.
+	turn chan struct{}
 }
 
 // New returns an empty table. order says how answers without an id are
@@ -96,10 +101,13 @@ func New(order Order, echo bool, onEvent func(info Info, added bool)) *Table {
 	}
 }
 
-// Add registers a request and sends it with send(id). send runs under the
-// table's lock when the send order matters (an InOrder peer that does not
-// echo): it must not block for long. Add waits, until ctx ends, while an
-// AnyOrder peer that does not echo has an overlapping request outstanding.
+// Add registers a request and sends it with send(id), never under the
+// table's lock: a send that waits for a slow connection holds up neither
+// the answers nor the other requests' callers. When the send order
+// matters (an InOrder peer that does not echo), send waits for the sends
+// of the requests before it in line to finish. Add waits, until ctx ends,
+// while an AnyOrder peer that does not echo has an overlapping request
+// outstanding.
 func (t *Table) Add(ctx context.Context, reqType, respType string, send func(id string) error) (*Call, error) {
 	reqType, respType = wire.MatchKey(reqType), wire.MatchKey(respType)
 	t.mu.Lock()
@@ -134,27 +142,47 @@ func (t *Table) Add(ctx context.Context, reqType, respType string, send func(id 
 	if !t.echo {
 		t.line = append(t.line, c)
 	}
-	var err error
+	var prev, mine chan struct{}
 	if !t.echo && t.order == InOrder {
-		err = send(c.id)
-		if err != nil {
-			t.remove(c)
+		prev, mine = t.turn, make(chan struct{})
+		t.turn = mine
+	}
+	t.mu.Unlock()
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			t.drop(c)
+			// The requests behind this one still wait for the one
+			// before it.
+			go func() {
+				<-prev
+				close(mine)
+			}()
+			return nil, ctx.Err()
 		}
-		t.mu.Unlock()
-	} else {
-		t.mu.Unlock()
-		err = send(c.id)
-		if err != nil {
-			t.mu.Lock()
-			t.remove(c)
-			t.mu.Unlock()
-		}
+	}
+	err := send(c.id)
+	if err != nil {
+		// Out of line before the next send, which the peer would
+		// otherwise answer as this one.
+		t.drop(c)
+	}
+	if mine != nil {
+		close(mine)
 	}
 	if err != nil {
 		return nil, err
 	}
 	t.event(c, true)
 	return c, nil
+}
+
+// drop forgets a request that was not sent.
+func (t *Table) drop(c *Call) {
+	t.mu.Lock()
+	t.remove(c)
+	t.mu.Unlock()
 }
 
 func (t *Table) overlaps(reqType, respType string) bool {

@@ -3,6 +3,7 @@ package pending
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,5 +126,70 @@ func TestSendFailureLeavesNothing(t *testing.T) {
 	boom := errors.New("boom")
 	_, err := tb.Add(context.Background(), "Req", "Resp", func(string) error { return boom })
 	require.ErrorIs(t, err, boom)
+	require.Zero(t, outstanding(tb))
+}
+
+// TestSlowSendHoldsNoLock: while a request's send waits for a slow
+// connection, answers are still matched, the table listed and callers may
+// give up; a later request of an InOrder peer waits for its turn, so that
+// the sends still leave in line order and answers reach the right caller.
+func TestSlowSendHoldsNoLock(t *testing.T) {
+	tb := New(InOrder, false, nil)
+	a := add(t, tb, "Req", "Resp")
+
+	var mu sync.Mutex
+	var sent []string
+	record := func(name string) {
+		mu.Lock()
+		sent = append(sent, name)
+		mu.Unlock()
+	}
+	sending, release := make(chan struct{}), make(chan struct{})
+	type added struct {
+		c   *Call
+		err error
+	}
+	bDone := make(chan added, 1)
+	go func() {
+		c, err := tb.Add(context.Background(), "Req", "Resp", func(string) error {
+			close(sending)
+			<-release
+			record("b")
+			return nil
+		})
+		bDone <- added{c, err}
+	}()
+	<-sending
+
+	require.True(t, tb.Resolve(answer("Resp", "", "a")), "an answer is matched while a send waits")
+	require.Equal(t, "a", string(a.Wait(context.Background()).Wrapper.Payload))
+	require.Len(t, tb.List(), 1)
+
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := tb.Add(gone, "Req", "Resp", func(string) error {
+		t.Error("sent after its caller gave up")
+		return nil
+	})
+	require.ErrorIs(t, err, context.Canceled, "a caller waiting for its turn may give up")
+
+	cDone := make(chan added, 1)
+	go func() {
+		c, err := tb.Add(context.Background(), "Req", "Resp", func(string) error {
+			record("c")
+			return nil
+		})
+		cDone <- added{c, err}
+	}()
+	close(release)
+	b, c := <-bDone, <-cDone
+	require.NoError(t, b.err)
+	require.NoError(t, c.err)
+	require.Equal(t, []string{"b", "c"}, sent)
+
+	require.True(t, tb.Resolve(answer("Resp", "", "b")))
+	require.True(t, tb.Resolve(answer("Resp", "", "c")))
+	require.Equal(t, "b", string(b.c.Wait(context.Background()).Wrapper.Payload))
+	require.Equal(t, "c", string(c.c.Wait(context.Background()).Wrapper.Payload))
 	require.Zero(t, outstanding(tb))
 }
