@@ -18,18 +18,24 @@ var benchWrapper = Wrapper{
 	TimeoutMillis: 30000,
 }
 
-func BenchmarkParseJSON(b *testing.B) {
-	rec := AppendJSONInvocation(nil, TargetPost, &benchWrapper)
-	rec = rec[:len(rec)-1]
-	b.SetBytes(int64(len(rec)))
+// benchParse decodes benchWrapper's invocation, framed by codec, with
+// parse.
+func benchParse(b *testing.B, codec Codec, parse func(frame []byte, m *Message) error) {
+	frame, _, _, _ := codec.Next(codec.AppendInvocation(nil, TargetPost, &benchWrapper), 0)
+	b.SetBytes(int64(len(frame)))
 	b.ReportAllocs()
 	var m Message
 	for b.Loop() {
-		if err := ParseJSON(rec, &m); err != nil || m.WrapperErr != nil {
+		if err := parse(frame, &m); err != nil || m.WrapperErr != nil {
 			b.Fatal(err, m.WrapperErr)
 		}
 	}
+	if !sameWrapper(m.Wrapper, benchWrapper) || m.Target != TargetPost {
+		b.Fatalf("decoded %q %#v", m.Target, m.Wrapper)
+	}
 }
+
+func BenchmarkParseJSON(b *testing.B) { benchParse(b, JSONCodec, ParseJSON) }
 
 func BenchmarkAppendJSONInvocation(b *testing.B) {
 	buf := make([]byte, 0, 1024)
@@ -40,17 +46,7 @@ func BenchmarkAppendJSONInvocation(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 }
 
-func BenchmarkParseMsgPack(b *testing.B) {
-	frame, _, _, _ := NextMsgPackFrame(AppendMsgPackInvocation(nil, TargetPost, &benchWrapper), 0)
-	b.SetBytes(int64(len(frame)))
-	b.ReportAllocs()
-	var m Message
-	for b.Loop() {
-		if err := ParseMsgPack(frame, &m); err != nil || m.WrapperErr != nil {
-			b.Fatal(err, m.WrapperErr)
-		}
-	}
-}
+func BenchmarkParseMsgPack(b *testing.B) { benchParse(b, MsgPackCodec, ParseMsgPack) }
 
 func BenchmarkAppendMsgPackInvocation(b *testing.B) {
 	buf := make([]byte, 0, 1024)
@@ -77,22 +73,13 @@ func BenchmarkFullName(b *testing.B) {
 // reflection), to weigh the hand-written reader of msgpackread.go against
 // it.
 func BenchmarkParseMsgPackLibrary(b *testing.B) {
-	frame, _, _, _ := NextMsgPackFrame(AppendMsgPackInvocation(nil, TargetPost, &benchWrapper), 0)
-	b.SetBytes(int64(len(frame)))
-	b.ReportAllocs()
 	r := bytes.NewReader(nil)
 	dec := msgpack.NewDecoder(r)
-	var m Message
-	for b.Loop() {
+	benchParse(b, MsgPackCodec, func(frame []byte, m *Message) error {
 		r.Reset(frame)
 		dec.Reset(r)
-		if err := parseMsgPackLibrary(dec, r, &m); err != nil || m.WrapperErr != nil {
-			b.Fatal(err, m.WrapperErr)
-		}
-	}
-	if m.Wrapper.CorrelationID != benchWrapper.CorrelationID || string(m.Wrapper.Payload) != string(benchWrapper.Payload) {
-		b.Fatalf("decoded %#v", m.Wrapper)
-	}
+		return parseMsgPackLibrary(dec, r, m)
+	})
 }
 
 // parseMsgPackLibrary is the invocation path of ParseMsgPack written on
@@ -174,36 +161,37 @@ func parseMsgPackLibrary(dec *msgpack.Decoder, r *bytes.Reader, m *Message) erro
 // encoding/json into structs (its field matching ignores case, as the
 // wrapper's does), to weigh the hand-written scanner of jsonscan.go
 // against it.
-func BenchmarkParseJSONLibrary(b *testing.B) {
-	rec := AppendJSONInvocation(nil, TargetPost, &benchWrapper)
-	rec = rec[:len(rec)-1]
-	b.SetBytes(int64(len(rec)))
-	b.ReportAllocs()
-	var m Message
-	for b.Loop() {
-		var msg struct {
-			Type         int               `json:"type"`
-			Target       string            `json:"target"`
-			InvocationID string            `json:"invocationId"`
-			Arguments    []json.RawMessage `json:"arguments"`
-			StreamIDs    []json.RawMessage `json:"streamIds"`
-		}
-		var w struct {
-			Type          string `json:"type"`
-			Payload       string `json:"payload"`
-			CorrelationID string `json:"correlationId"`
-			TimeoutMs     int64  `json:"timeoutMs"`
-		}
-		if err := json.Unmarshal(rec, &msg); err != nil || len(msg.Arguments) == 0 {
-			b.Fatal(err)
-		}
-		if err := json.Unmarshal(msg.Arguments[0], &w); err != nil {
-			b.Fatal(err)
-		}
-		m = Message{Type: msg.Type, Target: msg.Target, InvocationID: msg.InvocationID, ArgCount: len(msg.Arguments), StreamIDs: len(msg.StreamIDs) > 0,
-			Wrapper: Wrapper{Type: w.Type, Payload: []byte(w.Payload), CorrelationID: w.CorrelationID, TimeoutMillis: w.TimeoutMs}}
+func BenchmarkParseJSONLibrary(b *testing.B) { benchParse(b, JSONCodec, parseJSONLibrary) }
+
+// parseJSONLibrary is ParseJSON for an invocation written on encoding/json,
+// for the benchmark only.
+func parseJSONLibrary(rec []byte, m *Message) error {
+	var msg struct {
+		Type         int               `json:"type"`
+		Target       string            `json:"target"`
+		InvocationID string            `json:"invocationId"`
+		Arguments    []json.RawMessage `json:"arguments"`
+		StreamIDs    []json.RawMessage `json:"streamIds"`
 	}
-	if m.Wrapper.CorrelationID != benchWrapper.CorrelationID {
-		b.Fatalf("decoded %#v", m.Wrapper)
+	var w struct {
+		Type          string `json:"type"`
+		Payload       string `json:"payload"`
+		CorrelationID string `json:"correlationId"`
+		TimeoutMs     int64  `json:"timeoutMs"`
 	}
+	if err := json.Unmarshal(rec, &msg); err != nil {
+		return err
+	}
+	if len(msg.Arguments) == 0 {
+		return ErrMalformed
+	}
+	if err := json.Unmarshal(msg.Arguments[0], &w); err != nil {
+		return err
+	}
+	*m = Message{
+		Type: msg.Type, Target: msg.Target, InvocationID: msg.InvocationID,
+		ArgCount: len(msg.Arguments), StreamIDs: len(msg.StreamIDs) > 0,
+		Wrapper: Wrapper{Type: w.Type, Payload: []byte(w.Payload), CorrelationID: w.CorrelationID, TimeoutMillis: w.TimeoutMs},
+	}
+	return nil
 }
