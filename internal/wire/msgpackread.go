@@ -136,7 +136,7 @@ func (r *mpReader) header(fix, wide byte, size uint64) (int, bool) {
 	default:
 		return 0, false
 	}
-	if !ok || n > uint64(len(r.b)-r.i)/size {
+	if !ok || n*size > uint64(len(r.b)-r.i) { // n < 2^32: no overflow
 		return 0, false
 	}
 	return int(n), true
