@@ -17,8 +17,8 @@ const maxDepth = 64
 // inside strings, including invalid UTF-8), which the fuzz tests check.
 //
 // It is hand-written because it pays on the path of every message: a
-// typical invocation decodes in about 0.85 µs with 3 allocations here,
-// against about 5.5 µs and 20 allocations with encoding/json into structs
+// typical invocation decodes in about 0.62 µs with 3 allocations here,
+// against about 4.9 µs and 20 allocations with encoding/json into structs
 // (BenchmarkParseJSON against BenchmarkParseJSONLibrary, medians of
 // -count 5, 2 cores, go1.26).
 type jsonScanner struct {
