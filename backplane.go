@@ -111,7 +111,7 @@ func (b *MemoryBackplane) Join(_ context.Context, node string, h BackplaneHandle
 	if _, ok := b.nodes[node]; ok {
 		return nil, errors.New("communication: a node named " + node + " is already in the cluster")
 	}
-	n := &memoryNode{b: b, name: node, h: h, inbox: serial.New(memoryInbox, nil)}
+	n := &memoryNode{b: b, name: node, h: h, inbox: serial.New(memoryInbox, nil, "")}
 	b.nodes[node] = n
 	return n, nil
 }

@@ -2,7 +2,6 @@ package communication
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -238,9 +236,7 @@ func AddClient(opts ...ClientOption) (*Client, error) {
 		state:       Disconnected,
 		tel:         newTelemetry(sideClient, &cfg.common, cfg.logger),
 	}
-	c.events = serial.New(256, func(v any) {
-		c.log.Error("communication: state handler panicked", "panic", v, "stack", string(debug.Stack()))
-	})
+	c.events = serial.New(256, c.log, "communication: state handler panicked")
 	if err := c.handleSubscriptions(); err != nil {
 		stop(ErrClosed)
 		return nil, err
@@ -618,16 +614,9 @@ func (c *Client) dial(life context.Context) (*transport.Conn, *clientPeer, error
 	if resp.StatusCode != http.StatusOK {
 		return nil, nil, fmt.Errorf("negotiate answered %s", resp.Status)
 	}
-	var nr struct {
-		ConnectionID    string `json:"connectionId"`
-		ConnectionToken string `json:"connectionToken"`
-		Error           string `json:"error"`
-	}
-	if err := json.Unmarshal(body, &nr); err != nil {
-		return nil, nil, fmt.Errorf("negotiate: %w", err)
-	}
-	if nr.Error != "" {
-		return nil, nil, fmt.Errorf("negotiate: the server answered: %s", nr.Error)
+	nr, err := parseNegotiateResponse(body)
+	if err != nil {
+		return nil, nil, err
 	}
 	echo := resp.Header.Get(correlationHeader) == "1"
 	peerMax, _ := strconv.Atoi(resp.Header.Get(maxMessageHeader))
@@ -638,12 +627,8 @@ func (c *Client) dial(life context.Context) (*transport.Conn, *clientPeer, error
 	} else {
 		wsURL.Scheme = "ws"
 	}
-	key := nr.ConnectionToken
-	if key == "" {
-		key = nr.ConnectionID
-	}
 	q = wsURL.Query()
-	q.Set("id", key)
+	q.Set("id", nr.transportKey())
 	wsURL.RawQuery = q.Encode()
 	ws, wsResp, err := websocket.Dial(ctx, wsURL.String(), &websocket.DialOptions{
 		HTTPClient: c.cfg.httpClient,

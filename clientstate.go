@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tharga/communication-go/internal/recovery"
 )
 
 // DefaultRetention is how long a ClientState keeps a disconnected client.
@@ -364,12 +364,12 @@ func (s *ClientState[T]) expired(c ClientEntry[T], now time.Time) bool {
 }
 
 func (s *ClientState[T]) callBuild(ctx context.Context, rec ClientRecord, prev *ClientEntry[T]) (data T, err error) {
-	defer s.recover("build", &err)
+	defer recovery.Log(s.log, msgCallbackPanicked, func() []any { err = errPanicked; return []any{"where", "build"} })
 	return s.build(ctx, rec, prev)
 }
 
 func (s *ClientState[T]) callBuildDisconnect(ctx context.Context, c ClientEntry[T]) (data T, err error) {
-	defer s.recover("build disconnect", &err)
+	defer recovery.Log(s.log, msgCallbackPanicked, func() []any { err = errPanicked; return []any{"where", "build disconnect"} })
 	return s.buildDisconnect(ctx, c)
 }
 
@@ -400,21 +400,13 @@ func (s *ClientState[T]) queueEvent(ctx context.Context, k *keyLock, f func(cont
 }
 
 func (s *ClientState[T]) event(ctx context.Context, f func(context.Context, ClientEntry[T]), c ClientEntry[T]) {
-	var err error
-	defer s.recover("event", &err)
+	defer recovery.Log(s.log, msgCallbackPanicked, func() []any { return []any{"where", "event"} })
 	f(ctx, c)
 }
 
-// recover keeps an application callback's panic from reaching the
-// connection's loop or an event goroutine.
-func (s *ClientState[T]) recover(where string, err *error) {
-	if v := recover(); v != nil {
-		s.log.Error("communication: client-state callback panicked", "where", where, "panic", v, "stack", string(debug.Stack()))
-		if err != nil {
-			*err = errPanicked
-		}
-	}
-}
+// msgCallbackPanicked is logged when a callback panics: the panic does not
+// reach the connection's loop or an event goroutine.
+const msgCallbackPanicked = "communication: client-state callback panicked"
 
 func (s *ClientState[T]) records(ctx context.Context) ([]ClientRecord, error) {
 	all, err := s.repo.GetAll(ctx)

@@ -2,35 +2,10 @@ package communication
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
+
+	"github.com/tharga/communication-go/internal/signal"
 )
-
-// waker lets goroutines wait for "something changed" without polling: wait
-// returns a channel that the next wake closes. The channel is made only
-// when somebody waits, so an uncontended waker costs no allocation.
-type waker struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (w *waker) wait() <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ch == nil {
-		w.ch = make(chan struct{})
-	}
-	return w.ch
-}
-
-func (w *waker) wake() {
-	w.mu.Lock()
-	if w.ch != nil {
-		close(w.ch)
-		w.ch = nil
-	}
-	w.mu.Unlock()
-}
 
 // limiter bounds how many handlers run at once: per connection, and across
 // the server. A reader that finds no slot does not block: it gets a channel
@@ -38,8 +13,8 @@ func (w *waker) wake() {
 // transport.Inbound), which is closed when a slot frees.
 type limiter struct {
 	sem     chan struct{}
-	waiters atomic.Bool // somebody holds a channel from wait
-	freed   waker
+	waiters atomic.Bool // somebody holds a channel from freed.Wait
+	freed   signal.Broadcast
 }
 
 func newLimiter(n int) *limiter {
@@ -55,7 +30,7 @@ func (l *limiter) tryAcquire() (bool, <-chan struct{}) {
 	}
 	// Take the channel before the second try, so that a release between
 	// the two cannot be missed.
-	ch := l.freed.wait()
+	ch := l.freed.Wait()
 	l.waiters.Store(true)
 	select {
 	case l.sem <- struct{}{}:
@@ -83,7 +58,7 @@ func (l *limiter) acquire(ctx context.Context) error {
 func (l *limiter) release() {
 	<-l.sem
 	if l.waiters.Swap(false) {
-		l.freed.wake()
+		l.freed.Notify()
 	}
 }
 

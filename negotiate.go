@@ -2,6 +2,7 @@ package communication
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -230,6 +231,28 @@ type negotiateResponse struct {
 	Error               string               `json:"error,omitempty"`
 }
 
+// transportKey is what the transport request that follows quotes as its
+// id: the secret token of version 1, the connection id before it.
+func (r *negotiateResponse) transportKey() string {
+	if r.ConnectionToken != "" {
+		return r.ConnectionToken
+	}
+	return r.ConnectionID
+}
+
+// parseNegotiateResponse reads a negotiate answer; one that carries an
+// error is that error.
+func parseNegotiateResponse(body []byte) (negotiateResponse, error) {
+	var r negotiateResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return r, fmt.Errorf("negotiate: %w", err)
+	}
+	if r.Error != "" {
+		return r, fmt.Errorf("negotiate: the server answered: %s", r.Error)
+	}
+	return r, nil
+}
+
 type availableTransport struct {
 	Transport       string   `json:"transport"`
 	TransferFormats []string `json:"transferFormats"`
@@ -259,15 +282,13 @@ func (s *Server) negotiate(w http.ResponseWriter, r *http.Request, key KeyInfo) 
 		version = v
 	}
 	resp := negotiateResponse{ConnectionID: newConnectionID(), AvailableTransports: transports}
-	k := resp.ConnectionID
 	if version >= 1 {
 		resp.NegotiateVersion = 1
 		resp.ConnectionToken = newConnectionID()
-		k = resp.ConnectionToken
 	}
 	info := infoFrom(r)
 	info.key = key
-	s.nego.add(k, negotiation{connID: resp.ConnectionID, info: info})
+	s.nego.add(resp.transportKey(), negotiation{connID: resp.ConnectionID, info: info})
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/tharga/communication-go/internal/pending"
+	"github.com/tharga/communication-go/internal/recovery"
 	"github.com/tharga/communication-go/internal/serial"
 	"github.com/tharga/communication-go/internal/transport"
 	"github.com/tharga/communication-go/internal/wire"
@@ -67,9 +67,7 @@ func newPeer(life context.Context, id string, h *Handlers, cfg *common, out outb
 		ctx:      ctx,
 		cancel:   cancel,
 	}
-	p.posts = serial.New(1024, func(v any) {
-		p.log.Error("communication: post handler panicked", "connection", id, "panic", v, "stack", string(debug.Stack()))
-	})
+	p.posts = serial.New(1024, p.log, "communication: post handler panicked", "connection", id)
 	return p
 }
 
@@ -224,12 +222,10 @@ func (p *peer) runSend(e *entry, w *wire.Wrapper) {
 // callSend runs a send handler, turning a panic into an error answer whose
 // text tells nothing of the server's insides.
 func (p *peer) callSend(ctx context.Context, e *entry, payload []byte) (name string, answer []byte, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			p.log.Error("communication: send handler panicked", "connection", p.id, "type", e.name, "panic", v, "stack", string(debug.Stack()))
-			err = NewError(CodeHandlerPanic, errors.New("the handler failed with an internal error"))
-		}
-	}()
+	defer recovery.Log(p.log, "communication: send handler panicked", func() []any {
+		err = NewError(CodeHandlerPanic, errors.New("the handler failed with an internal error"))
+		return []any{"connection", p.id, "type", e.name}
+	})
 	return e.send(ctx, p.h, payload)
 }
 
@@ -361,8 +357,6 @@ func (p *peer) sendErr(err error) error {
 	case errors.Is(err, ErrConnectionLost), errors.Is(err, ErrClosed), errors.Is(err, ErrNotConnected),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
-	case errors.Is(err, transport.ErrQueueFull):
-		return fmt.Errorf("%w: %w", ErrSlowConsumer, err)
 	case errors.Is(err, wire.ErrTooLarge):
 		return fmt.Errorf("%w: %w", ErrTooLarge, err)
 	}

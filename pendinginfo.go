@@ -1,10 +1,10 @@
 package communication
 
 import (
-	"runtime/debug"
 	"time"
 
 	"github.com/tharga/communication-go/internal/pending"
+	"github.com/tharga/communication-go/internal/recovery"
 )
 
 // PendingRequest is a request the server sent to a client and still waits
@@ -58,11 +58,7 @@ func (s *Server) pendingEvents(connID string) func(pending.Info, bool) {
 		return nil
 	}
 	return func(in pending.Info, added bool) {
-		defer func() {
-			if v := recover(); v != nil {
-				s.log.Error("communication: pending handler panicked", "panic", v, "stack", string(debug.Stack()))
-			}
-		}()
+		defer recovery.Log(s.log, "communication: pending handler panicked", nil)
 		f(PendingEvent{
 			PendingRequest: PendingRequest{ConnectionID: connID, CorrelationID: in.ID, Type: in.Type, Started: in.Started},
 			Added:          added,

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/philippseith/signalr"
 
 	"github.com/tharga/communication-go/internal/pending"
+	"github.com/tharga/communication-go/internal/recovery"
 	"github.com/tharga/communication-go/internal/transport"
 	"github.com/tharga/communication-go/internal/wire"
 )
@@ -797,16 +797,10 @@ type lifetime struct{ s *Server }
 func (l *lifetime) OnConnected(signalr.HubConnection) {}
 
 func (l *lifetime) OnDisconnected(hc signalr.HubConnection) {
-	defer l.recover("OnDisconnected")
+	// A panic would unwind philippseith's loop, which would take the
+	// whole process down.
+	defer recovery.Log(l.s.log, "communication: panic in connection callback", func() []any { return []any{"where", "OnDisconnected"} })
 	l.s.disconnected(hc)
-}
-
-// recover keeps a panic in a callback from unwinding philippseith's loop,
-// which would take the whole process down.
-func (l *lifetime) recover(where string) {
-	if v := recover(); v != nil {
-		l.s.log.Error("communication: panic in connection callback", "where", where, "panic", v, "stack", string(debug.Stack()))
-	}
 }
 
 func (l *lifetime) InvokeAll(string, []any)            {}

@@ -5,10 +5,10 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"runtime/debug"
 	"slices"
 	"sync"
 
+	"github.com/tharga/communication-go/internal/recovery"
 	"github.com/tharga/communication-go/internal/wire"
 )
 
@@ -190,11 +190,7 @@ func (c *Client) subscriptionEvent(ch SubscriptionChange) {
 		return
 	}
 	_ = c.events.Push(context.Background(), func() {
-		defer func() {
-			if v := recover(); v != nil {
-				c.log.Error("communication: subscription handler panicked", "panic", v, "stack", string(debug.Stack()))
-			}
-		}()
+		defer recovery.Log(c.log, "communication: subscription handler panicked", nil)
 		f(ch)
 	})
 }

@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tharga/communication-go/internal/signal"
 	"github.com/tharga/communication-go/internal/wire"
 )
 
@@ -78,8 +79,13 @@ type Table struct {
 	byID    map[string]*Call
 	line    []*Call // outstanding in send order, tombstones included
 	closed  error
-	changed chan struct{}
+	changed signal.Broadcast // notified when the line shrinks
 	onEvent func(Info, bool)
+	// turn is closed once the latest send that must keep its place in
+	// line (an InOrder peer that does not echo) is done: the next such
+	// send waits for it, so that sends leave in line order without the
+	// lock being held while one waits for the connection.
+	turn chan struct{}
 }
 
 // New returns an empty table. order says how answers without an id are
@@ -91,15 +97,17 @@ func New(order Order, echo bool, onEvent func(info Info, added bool)) *Table {
 		order:   order,
 		echo:    echo,
 		byID:    make(map[string]*Call),
-		changed: make(chan struct{}),
 		onEvent: onEvent,
 	}
 }
 
-// Add registers a request and sends it with send(id). send runs under the
-// table's lock when the send order matters (an InOrder peer that does not
-// echo): it must not block for long. Add waits, until ctx ends, while an
-// AnyOrder peer that does not echo has an overlapping request outstanding.
+// Add registers a request and sends it with send(id), never under the
+// table's lock: a send that waits for a slow connection holds up neither
+// the answers nor the other requests' callers. When the send order
+// matters (an InOrder peer that does not echo), send waits for the sends
+// of the requests before it in line to finish. Add waits, until ctx ends,
+// while an AnyOrder peer that does not echo has an overlapping request
+// outstanding.
 func (t *Table) Add(ctx context.Context, reqType, respType string, send func(id string) error) (*Call, error) {
 	reqType, respType = wire.MatchKey(reqType), wire.MatchKey(respType)
 	t.mu.Lock()
@@ -112,7 +120,7 @@ func (t *Table) Add(ctx context.Context, reqType, respType string, send func(id 
 		if t.echo || t.order != AnyOrder || !t.overlaps(reqType, respType) {
 			break
 		}
-		changed := t.changed
+		changed := t.changed.Wait()
 		t.mu.Unlock()
 		select {
 		case <-changed:
@@ -134,27 +142,47 @@ func (t *Table) Add(ctx context.Context, reqType, respType string, send func(id 
 	if !t.echo {
 		t.line = append(t.line, c)
 	}
-	var err error
+	var prev, mine chan struct{}
 	if !t.echo && t.order == InOrder {
-		err = send(c.id)
-		if err != nil {
-			t.remove(c)
+		prev, mine = t.turn, make(chan struct{})
+		t.turn = mine
+	}
+	t.mu.Unlock()
+	if prev != nil {
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			t.drop(c)
+			// The requests behind this one still wait for the one
+			// before it.
+			go func() {
+				<-prev
+				close(mine)
+			}()
+			return nil, ctx.Err()
 		}
-		t.mu.Unlock()
-	} else {
-		t.mu.Unlock()
-		err = send(c.id)
-		if err != nil {
-			t.mu.Lock()
-			t.remove(c)
-			t.mu.Unlock()
-		}
+	}
+	err := send(c.id)
+	if err != nil {
+		// Out of line before the next send, which the peer would
+		// otherwise answer as this one.
+		t.drop(c)
+	}
+	if mine != nil {
+		close(mine)
 	}
 	if err != nil {
 		return nil, err
 	}
 	t.event(c, true)
 	return c, nil
+}
+
+// drop forgets a request that was not sent.
+func (t *Table) drop(c *Call) {
+	t.mu.Lock()
+	t.remove(c)
+	t.mu.Unlock()
 }
 
 func (t *Table) overlaps(reqType, respType string) bool {
@@ -265,16 +293,6 @@ func (t *Table) matchUncorrelated(answerType string) *Call {
 	}
 }
 
-// SetEcho records that the peer echoes correlation ids.
-func (t *Table) SetEcho() {
-	t.mu.Lock()
-	if !t.echo {
-		t.echo = true
-		t.dropTombstones()
-	}
-	t.mu.Unlock()
-}
-
 // Close fails every outstanding request with err and every later Add too.
 func (t *Table) Close(err error) {
 	if err == nil {
@@ -296,8 +314,7 @@ func (t *Table) Close(err error) {
 	}
 	t.line = nil
 	t.byID = make(map[string]*Call)
-	close(t.changed)
-	t.changed = make(chan struct{})
+	t.changed.Notify()
 	t.mu.Unlock()
 	for _, c := range failed {
 		t.event(c, false)
@@ -313,19 +330,6 @@ func (t *Table) List() []Info {
 		out = append(out, c.info())
 	}
 	return out
-}
-
-// Len returns how many requests are outstanding, tombstones included.
-func (t *Table) Len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	n := len(t.byID)
-	for _, c := range t.line {
-		if c.abandoned {
-			n++
-		}
-	}
-	return n
 }
 
 func (c *Call) info() Info { return Info{ID: c.id, Type: c.reqType, Started: c.started} }
@@ -354,8 +358,7 @@ func (t *Table) removeFromLine(c *Call) {
 			break
 		}
 	}
-	close(t.changed)
-	t.changed = make(chan struct{})
+	t.changed.Notify()
 }
 
 func (t *Table) dropTombstones() {
@@ -369,6 +372,5 @@ func (t *Table) dropTombstones() {
 		t.line[i] = nil
 	}
 	t.line = kept
-	close(t.changed)
-	t.changed = make(chan struct{})
+	t.changed.Notify()
 }

@@ -3,6 +3,7 @@ package pending
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,20 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// outstanding returns how many requests are outstanding, tombstones
+// included.
+func outstanding(t *Table) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.byID)
+	for _, c := range t.line {
+		if c.abandoned {
+			n++
+		}
+	}
+	return n
+}
 
 func add(t *testing.T, tb *Table, req, resp string) *Call {
 	t.Helper()
@@ -33,7 +48,7 @@ func TestCorrelated(t *testing.T) {
 	require.Equal(t, "a", string(a.Wait(context.Background()).Wrapper.Payload))
 	require.Equal(t, "b", string(b.Wait(context.Background()).Wrapper.Payload))
 	require.False(t, tb.Resolve(answer("Resp", a.ID(), "again")), "an answer matched twice")
-	require.Zero(t, tb.Len())
+	require.Zero(t, outstanding(tb))
 }
 
 // TestInOrderTombstone: a .NET server answers in order and echoes no id; a
@@ -46,11 +61,11 @@ func TestInOrderTombstone(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, a.Wait(ctx).Err, context.Canceled)
 	b := add(t, tb, "MyApp.Req, MyApp", "MyApp.Resp, MyApp")
-	require.Equal(t, 2, tb.Len(), "the abandoned request must keep its place")
+	require.Equal(t, 2, outstanding(tb), "the abandoned request must keep its place")
 	require.False(t, tb.Resolve(answer("MyApp.Resp, MyApp, Version=1.0.0.0", "", "late a")))
 	require.True(t, tb.Resolve(answer("MyApp.Resp, MyApp", "", "b")))
 	require.Equal(t, "b", string(b.Wait(context.Background()).Wrapper.Payload))
-	require.Zero(t, tb.Len())
+	require.Zero(t, outstanding(tb))
 }
 
 // TestAnyOrderGating: a .NET client answers in any order and echoes no id;
@@ -90,7 +105,7 @@ func TestEchoSwitchDropsTombstones(t *testing.T) {
 	a.Wait(ctx)
 	b := add(t, tb, "Req", "Resp")
 	require.True(t, tb.Resolve(answer("Resp", b.ID(), "b")))
-	require.Zero(t, tb.Len(), "a peer that echoes ids needs no tombstones")
+	require.Zero(t, outstanding(tb), "a peer that echoes ids needs no tombstones")
 }
 
 func TestCloseFailsEverything(t *testing.T) {
@@ -111,5 +126,70 @@ func TestSendFailureLeavesNothing(t *testing.T) {
 	boom := errors.New("boom")
 	_, err := tb.Add(context.Background(), "Req", "Resp", func(string) error { return boom })
 	require.ErrorIs(t, err, boom)
-	require.Zero(t, tb.Len())
+	require.Zero(t, outstanding(tb))
+}
+
+// TestSlowSendHoldsNoLock: while a request's send waits for a slow
+// connection, answers are still matched, the table listed and callers may
+// give up; a later request of an InOrder peer waits for its turn, so that
+// the sends still leave in line order and answers reach the right caller.
+func TestSlowSendHoldsNoLock(t *testing.T) {
+	tb := New(InOrder, false, nil)
+	a := add(t, tb, "Req", "Resp")
+
+	var mu sync.Mutex
+	var sent []string
+	record := func(name string) {
+		mu.Lock()
+		sent = append(sent, name)
+		mu.Unlock()
+	}
+	sending, release := make(chan struct{}), make(chan struct{})
+	type added struct {
+		c   *Call
+		err error
+	}
+	bDone := make(chan added, 1)
+	go func() {
+		c, err := tb.Add(context.Background(), "Req", "Resp", func(string) error {
+			close(sending)
+			<-release
+			record("b")
+			return nil
+		})
+		bDone <- added{c, err}
+	}()
+	<-sending
+
+	require.True(t, tb.Resolve(answer("Resp", "", "a")), "an answer is matched while a send waits")
+	require.Equal(t, "a", string(a.Wait(context.Background()).Wrapper.Payload))
+	require.Len(t, tb.List(), 1)
+
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := tb.Add(gone, "Req", "Resp", func(string) error {
+		t.Error("sent after its caller gave up")
+		return nil
+	})
+	require.ErrorIs(t, err, context.Canceled, "a caller waiting for its turn may give up")
+
+	cDone := make(chan added, 1)
+	go func() {
+		c, err := tb.Add(context.Background(), "Req", "Resp", func(string) error {
+			record("c")
+			return nil
+		})
+		cDone <- added{c, err}
+	}()
+	close(release)
+	b, c := <-bDone, <-cDone
+	require.NoError(t, b.err)
+	require.NoError(t, c.err)
+	require.Equal(t, []string{"b", "c"}, sent)
+
+	require.True(t, tb.Resolve(answer("Resp", "", "b")))
+	require.True(t, tb.Resolve(answer("Resp", "", "c")))
+	require.Equal(t, "b", string(b.c.Wait(context.Background()).Wrapper.Payload))
+	require.Equal(t, "c", string(c.c.Wait(context.Background()).Wrapper.Payload))
+	require.Zero(t, outstanding(tb))
 }

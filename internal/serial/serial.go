@@ -8,7 +8,12 @@ package serial
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"slices"
 	"sync"
+
+	"github.com/tharga/communication-go/internal/recovery"
+	"github.com/tharga/communication-go/internal/signal"
 )
 
 // ErrClosed reports a Push after Close.
@@ -23,23 +28,30 @@ type Queue struct {
 	limit   int
 	running bool
 	closed  bool
-	waiting int  // producers waiting for room
-	tried   bool // a TryPush found no room and holds space
-	space   chan struct{}
-	idle    chan struct{} // closed when the drain goroutine exits
-	recover func(any)
+	space   signal.Broadcast // notified when there may be room
+	idle    chan struct{}    // closed when the drain goroutine exits
+
+	log       *slog.Logger
+	panicMsg  string
+	panicArgs func() []any
 }
 
-// New returns a queue holding at most limit waiting functions. onPanic,
-// when not nil, is called with the value of a panic in a function; the
-// queue goes on with the next one.
-func New(limit int, onPanic func(any)) *Queue {
+// New returns a queue holding at most limit waiting functions. A panic in
+// a function is logged to log (when not nil) as panicMsg with args, and
+// the queue goes on with the next one.
+func New(limit int, log *slog.Logger, panicMsg string, args ...any) *Queue {
 	if limit < 1 {
 		limit = 1
 	}
 	idle := make(chan struct{})
 	close(idle)
-	return &Queue{limit: limit, space: make(chan struct{}), idle: idle, recover: onPanic}
+	return &Queue{
+		limit:     limit,
+		idle:      idle,
+		log:       log,
+		panicMsg:  panicMsg,
+		panicArgs: func() []any { return slices.Clip(args) },
+	}
 }
 
 // Push queues fn. When the queue is full it waits for room until ctx ends:
@@ -54,21 +66,14 @@ func (q *Queue) Push(ctx context.Context, fn func()) error {
 		if len(q.items)-q.head < q.limit {
 			break
 		}
-		space := q.space
-		q.waiting++
+		space := q.space.Wait()
 		q.mu.Unlock()
-		var err error
 		select {
 		case <-space:
 		case <-ctx.Done():
-			err = ctx.Err()
+			return ctx.Err()
 		}
 		q.mu.Lock()
-		q.waiting--
-		if err != nil {
-			q.mu.Unlock()
-			return err
-		}
 	}
 	q.items = append(q.items, fn)
 	if !q.running {
@@ -90,8 +95,7 @@ func (q *Queue) TryPush(fn func()) (bool, <-chan struct{}, error) {
 		return false, nil, ErrClosed
 	}
 	if len(q.items)-q.head >= q.limit {
-		q.tried = true
-		return false, q.space, nil
+		return false, q.space.Wait(), nil
 	}
 	q.items = append(q.items, fn)
 	if !q.running {
@@ -122,22 +126,14 @@ func (q *Queue) drain(idle chan struct{}) {
 			q.items = q.items[:n]
 			q.head = 0
 		}
-		if q.waiting > 0 || q.tried {
-			q.tried = false
-			close(q.space)
-			q.space = make(chan struct{})
-		}
+		q.space.Notify()
 		q.mu.Unlock()
 		q.run(fn)
 	}
 }
 
 func (q *Queue) run(fn func()) {
-	defer func() {
-		if v := recover(); v != nil && q.recover != nil {
-			q.recover(v)
-		}
-	}()
+	defer recovery.Log(q.log, q.panicMsg, q.panicArgs)
 	fn()
 }
 
@@ -147,8 +143,7 @@ func (q *Queue) Close() {
 	q.mu.Lock()
 	if !q.closed {
 		q.closed = true
-		close(q.space)
-		q.space = make(chan struct{})
+		q.space.Notify()
 	}
 	q.mu.Unlock()
 }

@@ -1,7 +1,9 @@
 package serial
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +15,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestOrderAndIdle(t *testing.T) {
-	q := New(8, nil)
+	q := New(8, nil, "")
 	var mu sync.Mutex
 	var got []int
 	for i := range 1000 {
@@ -31,7 +33,7 @@ func TestOrderAndIdle(t *testing.T) {
 }
 
 func TestBackpressure(t *testing.T) {
-	q := New(2, nil)
+	q := New(2, nil, "")
 	release := make(chan struct{})
 	started := make(chan struct{})
 	require.NoError(t, q.Push(context.Background(), func() { close(started); <-release }))
@@ -47,18 +49,18 @@ func TestBackpressure(t *testing.T) {
 }
 
 func TestPanicDoesNotStopTheQueue(t *testing.T) {
-	var recovered any
-	q := New(4, func(v any) { recovered = v })
+	var out bytes.Buffer
+	q := New(4, slog.New(slog.NewTextHandler(&out, nil)), "fn panicked", "queue", "q1")
 	ran := make(chan struct{})
 	require.NoError(t, q.Push(context.Background(), func() { panic("boom") }))
 	require.NoError(t, q.Push(context.Background(), func() { close(ran) }))
 	<-ran
 	require.NoError(t, q.Wait(context.Background()))
-	require.Equal(t, "boom", recovered)
+	require.Contains(t, out.String(), `msg="fn panicked" queue=q1 panic=boom`)
 }
 
 func TestClose(t *testing.T) {
-	q := New(4, nil)
+	q := New(4, nil, "")
 	ran := make(chan struct{})
 	require.NoError(t, q.Push(context.Background(), func() { close(ran) }))
 	q.Close()

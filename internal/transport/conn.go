@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/philippseith/signalr"
 
+	"github.com/tharga/communication-go/internal/signal"
 	"github.com/tharga/communication-go/internal/wire"
 )
 
@@ -61,11 +61,13 @@ type ConnConfig struct {
 	Logger    *slog.Logger
 }
 
-// Conn is a signalr.Connection over a coder/websocket connection that owns
-// the data plane: reads go through an Interceptor, and every write (ours
-// and philippseith's) goes through one ordered, byte-bounded queue drained
-// by at most one goroutine, which only runs while there is something to
-// write.
+// Conn is a signalr.Connection over a coder/websocket connection (or a
+// server-sent-events session) that owns the data plane: reads go through
+// an Interceptor, and once the handshake is through every write (ours and
+// philippseith's) goes through one ordered, byte-bounded queue drained by
+// at most one goroutine, which only runs while there is something to
+// write. Before it, the handshake's answer (philippseith's, or this end's
+// refusal) is written at once, so that nothing overtakes it.
 type Conn struct {
 	link   link
 	ctx    context.Context
@@ -83,10 +85,10 @@ type Conn struct {
 	mu       sync.Mutex
 	id       string
 	mode     signalr.TransferMode
-	pending  []byte        // encoded frames waiting for the writer
-	spare    []byte        // the writer's other buffer
-	writing  bool          // a drain goroutine is running
-	space    chan struct{} // closed when the queue shrinks
+	pending  []byte           // encoded frames waiting for the writer
+	spare    []byte           // the writer's other buffer
+	writing  bool             // a drain goroutine is running
+	space    signal.Broadcast // notified when the queue shrinks
 	closeErr error
 	closing  bool      // a close frame was queued: close once flushed
 	writeAt  time.Time // when the write in progress started; zero when none
@@ -120,7 +122,6 @@ func newConn(ctx context.Context, l link, cfg ConnConfig) *Conn {
 		cfg:    cfg,
 		log:    cfg.Logger,
 		id:     cfg.ConnectionID,
-		space:  make(chan struct{}),
 		done:   make(chan struct{}),
 	}
 	c.ic = NewInterceptor(InterceptorConfig{
@@ -204,6 +205,10 @@ func (c *Conn) QueueBytes() int {
 
 // Protocol returns the hub protocol, 0 while a server does not know it yet.
 func (c *Conn) Protocol() wire.Protocol { return wire.Protocol(c.proto.Load()) }
+
+// codec returns the Codec of the connection's protocol: JSON's, that of
+// the handshake, until a server knows the protocol.
+func (c *Conn) codec() wire.Codec { return wire.CodecFor(c.Protocol()) }
 
 func (c *Conn) handshaken(p wire.Protocol) {
 	c.proto.Store(uint32(p))
@@ -294,9 +299,7 @@ func (c *Conn) fail(err error) {
 	var he *HandshakeError
 	if c.cfg.Side == ServerSide && errors.As(err, &he) {
 		ctx, cancel := context.WithTimeout(c.ctx, c.writeTimeout())
-		answer := wire.AppendJSONString([]byte(`{"error":`), he.Reason)
-		answer = append(answer, '}', wire.RecordSeparator)
-		_ = c.link.write(ctx, false, answer)
+		_ = c.link.write(ctx, false, wire.AppendHandshakeError(nil, he.Reason))
 		cancel()
 	}
 	c.Close(err)
@@ -321,7 +324,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
-	isClose := isCloseFrame(p, c.Protocol())
+	isClose := isCloseFrame(p, c.codec())
 	how := admitTry // a ping that finds the queue full is dropped
 	if isClose {
 		how = admitAlways
@@ -357,13 +360,8 @@ func (c *Conn) TrySend(target string, w *wire.Wrapper) error {
 }
 
 func (c *Conn) invocation(target string, w *wire.Wrapper) func([]byte) []byte {
-	proto := c.Protocol()
-	return func(dst []byte) []byte {
-		if proto == wire.MessagePack {
-			return wire.AppendMsgPackInvocation(dst, target, w)
-		}
-		return wire.AppendJSONInvocation(dst, target, w)
-	}
+	codec := c.codec()
+	return func(dst []byte) []byte { return codec.AppendInvocation(dst, target, w) }
 }
 
 // refuse and complete answer invocations the peer made with an id. They
@@ -371,22 +369,16 @@ func (c *Conn) invocation(target string, w *wire.Wrapper) func([]byte) []byte {
 // invokes without reading its answers stops being read, and is dropped by
 // the write timeout if it never reads again.
 func (c *Conn) refuse(invocationID, message string) {
-	proto := c.Protocol()
+	codec := c.codec()
 	_ = c.enqueue(c.ctx, admitWait, func(dst []byte) []byte {
-		if proto == wire.MessagePack {
-			return wire.AppendMsgPackCompletionError(dst, invocationID, message)
-		}
-		return wire.AppendJSONCompletionError(dst, invocationID, message)
+		return codec.AppendCompletionError(dst, invocationID, message)
 	}, false)
 }
 
 func (c *Conn) complete(invocationID string) {
-	proto := c.Protocol()
+	codec := c.codec()
 	_ = c.enqueue(c.ctx, admitWait, func(dst []byte) []byte {
-		if proto == wire.MessagePack {
-			return wire.AppendMsgPackCompletion(dst, invocationID)
-		}
-		return wire.AppendJSONCompletion(dst, invocationID)
+		return codec.AppendCompletion(dst, invocationID)
 	}, false)
 }
 
@@ -427,7 +419,7 @@ func (c *Conn) enqueue(ctx context.Context, how admit, encode func([]byte) []byt
 			c.mu.Unlock()
 			return ErrQueueFull
 		}
-		space := c.space
+		space := c.space.Wait()
 		c.mu.Unlock()
 		select {
 		case <-space:
@@ -467,8 +459,7 @@ func (c *Conn) drain() {
 		if len(c.pending) == 0 || c.closeErr != nil {
 			c.writing = false
 			closing := c.closing && c.closeErr == nil
-			close(c.space) // wakes Flush
-			c.space = make(chan struct{})
+			c.space.Notify() // wakes Flush
 			c.mu.Unlock()
 			if closing {
 				c.Close(nil)
@@ -478,11 +469,10 @@ func (c *Conn) drain() {
 		batch := c.pending
 		c.pending = c.spare[:0]
 		c.spare = nil
-		close(c.space)
-		c.space = make(chan struct{})
+		c.space.Notify()
 		c.mu.Unlock()
 
-		err := c.writeBatches(c.Protocol() == wire.MessagePack, batch)
+		err := c.writeBatches(batch)
 
 		c.mu.Lock()
 		if cap(batch) <= 256<<10 {
@@ -498,18 +488,18 @@ func (c *Conn) drain() {
 
 // writeBatches writes buf in WebSocket messages of at most maxBatch bytes,
 // split at hub-message boundaries.
-func (c *Conn) writeBatches(binary bool, buf []byte) error {
-	proto := c.Protocol()
+func (c *Conn) writeBatches(buf []byte) error {
+	codec := c.codec()
 	for len(buf) > 0 {
 		n := len(buf)
 		if n > maxBatch {
-			n = splitPoint(buf, proto)
+			n = splitPoint(buf, codec)
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.writeTimeout())
 		c.mu.Lock()
 		c.writeAt = time.Now()
 		c.mu.Unlock()
-		err := c.link.write(ctx, binary, buf[:n])
+		err := c.link.write(ctx, codec.Binary(), buf[:n])
 		c.mu.Lock()
 		if err != nil && time.Since(c.writeAt) >= c.writeTimeout() {
 			c.stalled = true
@@ -530,23 +520,14 @@ func (c *Conn) writeBatches(binary bool, buf []byte) error {
 
 // splitPoint returns the end of the last whole hub message within maxBatch
 // bytes, or of the first message when it alone is larger.
-func splitPoint(buf []byte, proto wire.Protocol) int {
+func splitPoint(buf []byte, codec wire.Codec) int {
 	end := 0
 	for end < len(buf) {
-		var next int
-		if proto == wire.MessagePack {
-			_, rest, ok, err := wire.NextMsgPackFrame(buf[end:], 0)
-			if err != nil || !ok {
-				return len(buf)
-			}
-			next = len(buf) - len(rest)
-		} else {
-			i := bytes.IndexByte(buf[end:], wire.RecordSeparator)
-			if i < 0 {
-				return len(buf)
-			}
-			next = end + i + 1
+		_, rest, ok, err := codec.Next(buf[end:], 0)
+		if err != nil || !ok {
+			return len(buf)
 		}
+		next := len(buf) - len(rest)
 		if next > maxBatch && end > 0 {
 			return end
 		}
@@ -582,12 +563,12 @@ func (c *Conn) Flush(d time.Duration) {
 	defer timer.Stop()
 	for {
 		c.mu.Lock()
-		idle := (!c.writing && (len(c.pending) == 0 || c.mode == 0)) || c.closeErr != nil
-		space := c.space
-		c.mu.Unlock()
-		if idle {
+		if (!c.writing && (len(c.pending) == 0 || c.mode == 0)) || c.closeErr != nil {
+			c.mu.Unlock()
 			return
 		}
+		space := c.space.Wait()
+		c.mu.Unlock()
 		select {
 		case <-space:
 		case <-timer.C:
@@ -604,8 +585,7 @@ func (c *Conn) Close(reason error) {
 			reason = ErrConnClosed
 		}
 		c.closeErr = reason
-		close(c.space)
-		c.space = make(chan struct{})
+		c.space.Notify()
 		stop := c.stopWatch
 		c.mu.Unlock()
 		close(c.done)
@@ -618,16 +598,13 @@ func (c *Conn) Close(reason error) {
 	})
 }
 
-// isCloseFrame tells whether p is a SignalR close message.
-func isCloseFrame(p []byte, proto wire.Protocol) bool {
-	var m wire.Message
-	if proto == wire.MessagePack {
-		frame, _, ok, err := wire.NextMsgPackFrame(p, 0)
-		if err != nil || !ok {
-			return false
-		}
-		return wire.ParseMsgPack(frame, &m) == nil && m.Type == wire.TypeClose
+// isCloseFrame tells whether p, which philippseith wrote, is a SignalR
+// close message.
+func isCloseFrame(p []byte, codec wire.Codec) bool {
+	frame, _, ok, err := codec.Next(p, 0)
+	if err != nil || !ok {
+		return false
 	}
-	rec, _, ok := wire.NextJSONRecord(p)
-	return ok && bytes.Contains(rec, []byte(`"type":7`)) && wire.ParseJSON(rec, &m) == nil && m.Type == wire.TypeClose
+	var m wire.Message
+	return codec.Parse(frame, &m) == nil && m.Type == wire.TypeClose
 }

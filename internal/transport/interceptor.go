@@ -12,7 +12,6 @@
 package transport
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,6 +82,7 @@ var ErrHandshake = errors.New("signalr handshake failed")
 type Interceptor struct {
 	side        Side
 	proto       wire.Protocol
+	codec       wire.Codec // proto's, chosen at the handshake
 	handshaken  bool
 	maxMessage  int
 	in          Inbound
@@ -98,9 +98,8 @@ type Interceptor struct {
 	pingEvery time.Duration
 
 	// A hub message over maxMessage is skipped as it streams by, rather
-	// than kept: skipJSON until the next record separator, skipLeft bytes
-	// of a MessagePack frame; skipped counts its bytes for the log.
-	skipJSON bool
+	// than kept: skipLeft is the codec's count of what is left of it
+	// (wire.Codec.Skip), skipped counts its bytes for the log.
 	skipLeft int64
 	skipped  int64
 }
@@ -124,9 +123,6 @@ type InterceptorConfig struct {
 	OnHandshake func(wire.Protocol)
 	// TextOnly refuses a handshake for MessagePack.
 	TextOnly bool
-	// Handshaken says the handshake is already done (philippseith read
-	// it): every message is data from the start.
-	Handshaken bool
 	// PingEvery is how often, at most, a synthetic ping is passed to
 	// philippseith while only intercepted traffic arrives, so that its
 	// idle timeout sees a live peer. Zero means one second.
@@ -142,6 +138,7 @@ func NewInterceptor(cfg InterceptorConfig) *Interceptor {
 	return &Interceptor{
 		side:        cfg.Side,
 		proto:       cfg.Protocol,
+		codec:       wire.CodecFor(cfg.Protocol),
 		maxMessage:  cfg.MaxMessage,
 		in:          cfg.Inbound,
 		refuse:      cfg.Refuse,
@@ -151,16 +148,7 @@ func NewInterceptor(cfg InterceptorConfig) *Interceptor {
 		log:         cfg.Logger,
 		pingEvery:   cfg.PingEvery,
 		lastPass:    time.Now(),
-		handshaken:  cfg.Handshaken,
 	}
-}
-
-// Protocol returns the connection's hub protocol, 0 before the handshake.
-func (ic *Interceptor) Protocol() wire.Protocol {
-	if !ic.handshaken {
-		return 0
-	}
-	return ic.proto
 }
 
 // Feed takes the next bytes read from the transport, dispatches every
@@ -181,49 +169,44 @@ func (ic *Interceptor) Feed(data []byte, pass []byte) ([]byte, error) {
 	intercepted := false
 	var err error
 	for len(buf) > 0 && err == nil {
-		if ic.skipJSON || ic.skipLeft > 0 {
-			buf = ic.skip(buf)
+		if ic.skipLeft != 0 {
+			n, left := ic.codec.Skip(buf, ic.skipLeft)
+			ic.skipLeft, ic.skipped = left, ic.skipped+int64(n)
+			if left == 0 {
+				ic.dropped(ic.skipped)
+			}
+			buf = buf[n:]
 			intercepted = true
 			continue
 		}
+		// The handshake is a JSON record whatever protocol it asks for.
+		codec := ic.codec
+		if !ic.handshaken {
+			codec = wire.JSONCodec
+		}
 		start := buf
-		var frame, raw []byte
+		var frame, rest []byte
 		var ok bool
-		if !ic.handshaken || ic.proto == wire.JSON {
-			var rest []byte
-			frame, rest, ok = wire.NextJSONRecord(buf)
-			if !ok {
-				if ic.maxMessage > 0 && len(buf) > ic.maxMessage {
-					if !ic.handshaken {
-						err = &HandshakeError{Reason: fmt.Sprintf("a handshake of more than %d bytes", ic.maxMessage)}
-						break
-					}
-					ic.skipJSON, ic.skipped = true, 0
-					continue
-				}
+		frame, rest, ok, err = codec.Next(buf, ic.maxMessage)
+		if errors.Is(err, wire.ErrTooLarge) {
+			if !ic.handshaken {
+				err = &HandshakeError{Reason: fmt.Sprintf("a handshake of more than %d bytes", ic.maxMessage)}
 				break
 			}
-			raw = buf[:len(buf)-len(rest)]
-			buf = rest
-			if !ic.handshaken {
-				pass, err = ic.handshake(frame, raw, pass)
+			if left, ok := codec.SkipLen(buf); ok {
+				err = nil
+				ic.skipLeft, ic.skipped = left, 0
 				continue
 			}
-		} else {
-			var rest []byte
-			frame, rest, ok, err = wire.NextMsgPackFrame(buf, ic.maxMessage)
-			if errors.Is(err, wire.ErrTooLarge) {
-				if prefix, n, perr := wire.MsgPackPrefix(buf); perr == nil {
-					err = nil
-					ic.skipLeft, ic.skipped = int64(prefix)+n, 0
-					continue
-				}
-			}
-			if err != nil || !ok {
-				break
-			}
-			raw = buf[:len(buf)-len(rest)]
-			buf = rest
+		}
+		if err != nil || !ok {
+			break
+		}
+		raw := buf[:len(buf)-len(rest)]
+		buf = rest
+		if !ic.handshaken {
+			pass, err = ic.handshake(frame, raw, pass)
+			continue
 		}
 		if ic.maxMessage > 0 && len(frame) > ic.maxMessage {
 			ic.dropped(int64(len(raw)))
@@ -261,28 +244,6 @@ func (ic *Interceptor) Feed(data []byte, pass []byte) ([]byte, error) {
 	return pass, err
 }
 
-// skip consumes the bytes of a hub message that is being dropped for its
-// size, and returns what follows it.
-func (ic *Interceptor) skip(buf []byte) []byte {
-	if ic.skipJSON {
-		i := bytes.IndexByte(buf, wire.RecordSeparator)
-		if i < 0 {
-			ic.skipped += int64(len(buf))
-			return nil
-		}
-		ic.skipJSON = false
-		ic.dropped(ic.skipped + int64(i) + 1)
-		return buf[i+1:]
-	}
-	n := min(ic.skipLeft, int64(len(buf)))
-	ic.skipLeft -= n
-	ic.skipped += n
-	if ic.skipLeft == 0 {
-		ic.dropped(ic.skipped)
-	}
-	return buf[n:]
-}
-
 func (ic *Interceptor) dropped(size int64) {
 	ic.log.Warn("communication: hub message dropped", "reason", "exceeds the maximum message size", "size", size, "max", ic.maxMessage)
 }
@@ -291,10 +252,7 @@ func (ic *Interceptor) dropped(size int64) {
 // takes it as a sign of life from the peer.
 func (ic *Interceptor) appendPing(pass []byte) []byte {
 	ic.lastPass = time.Now()
-	if ic.proto == wire.MessagePack {
-		return wire.AppendMsgPackPing(pass)
-	}
-	return wire.AppendJSONPing(pass)
+	return ic.codec.AppendPing(pass)
 }
 
 func (ic *Interceptor) handshake(frame, raw, pass []byte) ([]byte, error) {
@@ -306,10 +264,11 @@ func (ic *Interceptor) handshake(frame, raw, pass []byte) ([]byte, error) {
 		if err != nil {
 			return pass, &HandshakeError{Reason: err.Error()}
 		}
-		if p == wire.MessagePack && ic.textOnly {
+		codec := wire.CodecFor(p)
+		if codec.Binary() && ic.textOnly {
 			return pass, &HandshakeError{Reason: "the MessagePack protocol needs a binary transport (WebSockets)"}
 		}
-		ic.proto = p
+		ic.proto, ic.codec = p, codec
 	case ClientSide:
 		serverErr, err := wire.ParseHandshakeResponse(frame)
 		if err != nil {
@@ -331,13 +290,7 @@ func (ic *Interceptor) handshake(frame, raw, pass []byte) ([]byte, error) {
 // must see the message.
 func (ic *Interceptor) route(frame, raw []byte) (bool, error) {
 	m := &ic.msg
-	var err error
-	if ic.proto == wire.JSON {
-		err = wire.ParseJSON(frame, m)
-	} else {
-		err = wire.ParseMsgPack(frame, m)
-	}
-	if err != nil {
+	if err := ic.codec.Parse(frame, m); err != nil {
 		// The frame boundary is known, so the stream stays in step: drop
 		// the message and keep the connection.
 		ic.log.Warn("communication: malformed hub message dropped", "error", err)

@@ -10,6 +10,14 @@ import (
 	"github.com/tharga/communication-go/internal/wire"
 )
 
+// protocol returns the hub protocol the handshake chose, 0 before it.
+func protocol(ic *Interceptor) wire.Protocol {
+	if !ic.handshaken {
+		return 0
+	}
+	return ic.proto
+}
+
 // collect takes every message unless refuse says no.
 type collect struct {
 	got    []wire.Message
@@ -58,7 +66,7 @@ func TestSplitAcrossReads(t *testing.T) {
 		pass, err = ic.Feed([]byte{b}, pass)
 		require.NoError(t, err)
 	}
-	require.Equal(t, wire.JSON, ic.Protocol())
+	require.Equal(t, wire.JSON, protocol(ic))
 	require.Len(t, in.got, 3)
 	for i, m := range in.got {
 		require.Equal(t, wire.TargetPost, m.Target)
@@ -165,7 +173,7 @@ func TestStrictHandshake(t *testing.T) {
 		require.ErrorAs(t, err, &he, hs)
 		require.ErrorIs(t, err, ErrHandshake)
 		require.Empty(t, pass, "nothing reaches philippseith: %s", hs)
-		require.Equal(t, wire.Protocol(0), ic.Protocol())
+		require.Equal(t, wire.Protocol(0), protocol(ic))
 	}
 	ic := NewInterceptor(InterceptorConfig{Side: ServerSide, Inbound: &collect{}, TextOnly: true, Logger: slog.New(slog.DiscardHandler)})
 	_, err := ic.Feed([]byte("{\"protocol\":\"messagepack\",\"version\":1}\x1e"), nil)

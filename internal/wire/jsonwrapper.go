@@ -1,9 +1,6 @@
 package wire
 
-import (
-	"cmp"
-	"fmt"
-)
+import "fmt"
 
 // jsonValue is one wrapper property's value as scanned, kept until the
 // whole object was read because a later duplicate key wins.
@@ -132,11 +129,7 @@ func decodeJSONWrapper(typ, payload, corr, timeout *jsonValue, w *Wrapper) error
 			timeoutErr = fmt.Errorf("%w: \"timeoutMs\" is not a non-negative integer", ErrBadWrapper)
 		}
 	}
-	err := cmp.Or(typeErr, payloadErr, corrErr, timeoutErr)
-	if err != nil {
-		w.Type, w.Payload = "", nil
-	}
-	return err
+	return wrapperResult(w, typeErr, payloadErr, corrErr, timeoutErr)
 }
 
 // jsonKind names the kind of the JSON value starting with c, for errors.

@@ -100,20 +100,11 @@ func appendJSONString[T string | []byte](dst []byte, s T) []byte {
 		}
 		if c := s[i]; c < utf8.RuneSelf {
 			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
+			if c == '"' || c == '\\' {
 				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			default:
+			} else if e, ok := shortEscape(c); ok {
+				dst = append(dst, '\\', e)
+			} else {
 				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 			}
 			i++
@@ -139,6 +130,25 @@ func appendJSONString[T string | []byte](dst []byte, s T) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// shortEscape returns the letter of the two-character escape JSON has for
+// the control character c (\b \t \n \f \r), which both this package's
+// writer and System.Text.Json use.
+func shortEscape(c byte) (byte, bool) {
+	switch c {
+	case '\b':
+		return 'b', true
+	case '\t':
+		return 't', true
+	case '\n':
+		return 'n', true
+	case '\f':
+		return 'f', true
+	case '\r':
+		return 'r', true
+	}
+	return 0, false
 }
 
 // decodeRune is utf8.DecodeRune for a string or a byte slice.

@@ -5,6 +5,15 @@ import "math"
 // mpReader is a minimal validating MessagePack reader over one frame. Every
 // declared length is checked against the bytes left before anything is
 // sliced or allocated, so a short frame claiming gigabytes costs nothing.
+//
+// It is hand-written, although philippseith links
+// github.com/vmihailenco/msgpack/v5, because it pays on the path of every
+// message: a typical invocation decodes in about 0.27 µs with 3
+// allocations here, against about 0.40 µs and 8 allocations with that
+// library's streaming Decoder, reused (BenchmarkParseMsgPack against
+// BenchmarkParseMsgPackLibrary, medians of -count 5, 2 cores, go1.26).
+// The five allocations alone would add more than a quarter to the 18 a
+// post costs end to end.
 type mpReader struct {
 	b []byte
 	i int
@@ -100,33 +109,18 @@ func (r *mpReader) uint(size int) (uint64, bool) {
 
 // arrayLen reads an array header. n is refused when the frame cannot hold
 // n elements of at least one byte each.
-func (r *mpReader) arrayLen() (int, bool) {
-	if r.i >= len(r.b) {
-		return 0, false
-	}
-	c := r.b[r.i]
-	r.i++
-	var n uint64
-	ok := true
-	switch {
-	case c >= 0x90 && c <= 0x9f:
-		n = uint64(c & 0x0f)
-	case c == 0xdc:
-		n, ok = r.uint(2)
-	case c == 0xdd:
-		n, ok = r.uint(4)
-	default:
-		return 0, false
-	}
-	if !ok || n > uint64(len(r.b)-r.i) {
-		return 0, false
-	}
-	return int(n), true
-}
+func (r *mpReader) arrayLen() (int, bool) { return r.header(0x90, 0xdc, 1) }
 
 // mapLen reads a map header. n is refused when the frame cannot hold n
 // pairs of at least two bytes each.
-func (r *mpReader) mapLen() (int, bool) {
+func (r *mpReader) mapLen() (int, bool) { return r.header(0x80, 0xde, 2) }
+
+// header reads the header of an array or a map: a fix form (fix, with the
+// count in its low four bits) or the 16- and 32-bit forms (wide and
+// wide+1). The count is refused when the frame cannot hold that many
+// items of at least size bytes each, so that nothing is allocated for
+// items that are not there.
+func (r *mpReader) header(fix, wide byte, size uint64) (int, bool) {
 	if r.i >= len(r.b) {
 		return 0, false
 	}
@@ -135,16 +129,16 @@ func (r *mpReader) mapLen() (int, bool) {
 	var n uint64
 	ok := true
 	switch {
-	case c >= 0x80 && c <= 0x8f:
+	case c&0xf0 == fix:
 		n = uint64(c & 0x0f)
-	case c == 0xde:
+	case c == wide:
 		n, ok = r.uint(2)
-	case c == 0xdf:
+	case c == wide+1:
 		n, ok = r.uint(4)
 	default:
 		return 0, false
 	}
-	if !ok || n > uint64(len(r.b)-r.i)/2 {
+	if !ok || n*size > uint64(len(r.b)-r.i) { // n < 2^32: no overflow
 		return 0, false
 	}
 	return int(n), true

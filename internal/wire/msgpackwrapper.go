@@ -84,6 +84,15 @@ func parseMsgPackWrapper(arg []byte, w *Wrapper) error {
 			timeoutErr = fmt.Errorf("%w: \"timeoutMs\" is not a non-negative integer", ErrBadWrapper)
 		}
 	}
+	return wrapperResult(w, typeErr, payloadErr, corrErr, timeoutErr)
+}
+
+// wrapperResult is the rule both decoders follow for a wrapper: the error
+// is that of the first bad property (type, payload, correlation id,
+// timeout), and a bad wrapper keeps only its correlation id and timeout,
+// so that an error answer can still reach its caller but no handler runs
+// on what is left.
+func wrapperResult(w *Wrapper, typeErr, payloadErr, corrErr, timeoutErr error) error {
 	err := cmp.Or(typeErr, payloadErr, corrErr, timeoutErr)
 	if err != nil {
 		w.Type, w.Payload = "", nil

@@ -25,20 +25,11 @@ func AppendSTJString(dst []byte, s string) []byte {
 		}
 		dst = append(dst, s[start:i]...)
 		if c < utf8.RuneSelf {
-			switch c {
-			case '\\':
+			if c == '\\' {
 				dst = append(dst, '\\', '\\')
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			default:
+			} else if e, ok := shortEscape(c); ok {
+				dst = append(dst, '\\', e)
+			} else {
 				dst = appendUTF16Escape(dst, rune(c))
 			}
 			i++

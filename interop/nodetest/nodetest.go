@@ -23,6 +23,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tharga/communication-go/internal/signal"
 )
 
 // Env is where node and the npm packages are.
@@ -123,7 +125,7 @@ type Process struct {
 
 	mu      sync.Mutex
 	queue   []Event
-	notify  chan struct{} // closed and replaced when queue grows or output ends
+	notify  signal.Broadcast // notified when queue grows or output ends
 	eof     bool
 	readErr error
 	readers sync.WaitGroup
@@ -158,7 +160,6 @@ func Start(t testing.TB, env Env, script string, extraEnv ...string) *Process {
 		stdin:  stdin,
 		stderr: &syncBuffer{},
 		name:   filepath.Base(script),
-		notify: make(chan struct{}),
 		exited: make(chan struct{}),
 	}
 	cmd.Stderr = p.stderr
@@ -191,15 +192,13 @@ func (p *Process) read(r io.Reader) {
 		}
 		p.mu.Lock()
 		p.queue = append(p.queue, e)
-		close(p.notify)
-		p.notify = make(chan struct{})
+		p.notify.Notify()
 		p.mu.Unlock()
 	}
 	p.mu.Lock()
 	p.eof = true
 	p.readErr = sc.Err()
-	close(p.notify)
-	p.notify = make(chan struct{})
+	p.notify.Notify()
 	p.mu.Unlock()
 }
 
@@ -241,7 +240,7 @@ func (p *Process) Wait(match func(Event) bool, d time.Duration) (Event, error) {
 				return e, nil
 			}
 		}
-		eof, notify := p.eof, p.notify
+		eof, notify := p.eof, p.notify.Wait()
 		p.mu.Unlock()
 		if eof {
 			return nil, fmt.Errorf("the script's output ended (exit: %v)", p.exitErr())
