@@ -112,7 +112,7 @@ func (s *Server) Diagnostics(ctx context.Context, limit int) (Diagnostics, error
 			cs.Transport = transportNames[transportOf(sc.sse != nil)]
 			cs.Protocol = sc.conn.Protocol().String()
 			cs.QueueBytes = sc.conn.QueueBytes()
-			cs.PendingRequests = sc.peer.pending.Len()
+			cs.PendingRequests = len(sc.peer.pending.List())
 		}
 		d.Clients = append(d.Clients, cs)
 	}

@@ -84,7 +84,20 @@ func parseMsgPackWrapper(arg []byte, w *Wrapper) error {
 			timeoutErr = fmt.Errorf("%w: \"timeoutMs\" is not a non-negative integer", ErrBadWrapper)
 		}
 	}
-	return wrapperResult(w, typeErr, payloadErr, corrErr, timeoutErr)
+	if err := wrapperResult(w, typeErr, payloadErr, corrErr, timeoutErr); err != nil {
+		return err
+	}
+	// The trace context is a hint: a value that is not a string is
+	// ignored.
+	if t := (mpReader{b: parent}); parent != nil && t.kind() == mpStr {
+		v, _ := t.bytes()
+		w.TraceParent = string(v)
+	}
+	if t := (mpReader{b: state}); state != nil && t.kind() == mpStr {
+		v, _ := t.bytes()
+		w.TraceState = string(v)
+	}
+	return nil
 }
 
 // wrapperResult is the rule both decoders follow for a wrapper: the error
@@ -97,16 +110,6 @@ func wrapperResult(w *Wrapper, typeErr, payloadErr, corrErr, timeoutErr error) e
 	if err != nil {
 		w.Type, w.Payload = "", nil
 		return err
-	}
-	// The trace context is a hint: a value that is not a string is
-	// ignored.
-	if t := (mpReader{b: parent}); parent != nil && t.kind() == mpStr {
-		v, _ := t.bytes()
-		w.TraceParent = string(v)
-	}
-	if t := (mpReader{b: state}); state != nil && t.kind() == mpStr {
-		v, _ := t.bytes()
-		w.TraceState = string(v)
 	}
 	return nil
 }
