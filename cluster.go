@@ -51,6 +51,10 @@ type envelope struct {
 	Message  string
 	// Subs are subscription counts (see clusterCounter).
 	Subs []subEntry
+	// TraceParent and TraceState carry a request's W3C trace context to
+	// the node that runs it, which passes it on in the wrapper it sends,
+	// so that the client's handler continues the caller's trace.
+	TraceParent, TraceState string
 }
 
 // maxServedRemote bounds the requests from other nodes that this node runs
@@ -270,9 +274,11 @@ func (r remoteRequester) request(ctx context.Context, req any, respType reflect.
 		c.mu.Unlock()
 	}()
 	dl, _ := ctx.Deadline()
+	injectTrace(ctx, &w)
 	err = c.publish(ctx, at.Node, &envelope{
 		Kind: envRequest, ID: id, Conn: at.ConnectionID, Type: w.Type, Payload: w.Payload,
 		RespName: c.s.h.nameOf(respType), Deadline: dl.UnixMilli(),
+		TraceParent: w.TraceParent, TraceState: w.TraceState,
 	})
 	if err := c.gone(at, err); errors.Is(err, ErrNotConnected) {
 		return wire.Wrapper{}, err
@@ -345,6 +351,9 @@ func (c *cluster) serveRequest(e envelope) {
 	// Everything happens within the request's deadline: past it nobody
 	// waits for the reply.
 	ctx, cancel := context.WithDeadline(c.s.ctx, time.UnixMilli(e.Deadline))
+	if e.TraceParent != "" {
+		ctx = traceContext.Extract(ctx, wrapperCarrier{&wire.Wrapper{TraceParent: e.TraceParent, TraceState: e.TraceState}})
+	}
 	reply := func(w wire.Wrapper, err error) {
 		defer cancel()
 		rep := replyTo(w, err)

@@ -37,6 +37,12 @@ func appendEnvelope(b []byte, e *envelope) []byte {
 		b = appendEnvString(b, s.Key)
 		b = binary.AppendVarint(b, int64(s.Count))
 	}
+	// The trace context is an optional tail: an envelope without one
+	// ends here.
+	if e.TraceParent != "" || e.TraceState != "" {
+		b = appendEnvString(b, e.TraceParent)
+		b = appendEnvString(b, e.TraceState)
+	}
 	return b
 }
 
@@ -121,6 +127,9 @@ func parseEnvelope(msg []byte, e *envelope) error {
 			}
 			e.Subs = append(e.Subs, s)
 		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		e.TraceParent, e.TraceState = r.string(), r.string()
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("%w: %d bytes after the envelope", errEnvelope, len(r.b))

@@ -14,6 +14,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		{Kind: envReply, From: "b", ID: 7, Err: replyRemote, Code: CodeHandlerError, Message: "boom"},
 		{Kind: envSubSet, From: "c", Subs: []subEntry{{Topic: "T", Key: "k", Count: 2}, {Topic: "U", Count: 1}}},
 		{Kind: envSubAsk},
+		{Kind: envRequest, From: "a", ID: 2, Conn: "c", Type: "T", Payload: []byte("{}"),
+			TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceState: "k=v"},
 	} {
 		var got envelope
 		require.NoError(t, parseEnvelope(appendEnvelope(nil, &e), &got))
@@ -26,6 +28,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 func FuzzEnvelope(f *testing.F) {
 	f.Add(appendEnvelope(nil, &envelope{Kind: envRequest, From: "a", ID: 3, Conn: "c", Type: "T", Payload: []byte("{}"), Deadline: -5}))
 	f.Add(appendEnvelope(nil, &envelope{Kind: envSubSet, Subs: []subEntry{{Topic: "T", Key: "k", Count: 1}}}))
+	f.Add(appendEnvelope(nil, &envelope{Kind: envRequest, TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}))
 	f.Add([]byte{envelopeVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var e envelope

@@ -2,6 +2,7 @@ package otelcheck_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -138,4 +139,44 @@ func TestNoTraceNoTraceContext(t *testing.T) {
 	_, err := communication.Send[Pong](ctxT(t, 10*time.Second), c, Ping{})
 	require.NoError(t, err)
 	require.False(t, (<-seen).IsValid())
+}
+
+// TestTraceAcrossNodes: a request to a client connected to another node
+// carries the caller's trace through the Backplane, so that the client's
+// handler continues it.
+func TestTraceAcrossNodes(t *testing.T) {
+	rec, tp := newRecorder(t)
+	seen := make(chan trace.SpanContext, 1)
+	bp := communication.NewMemoryBackplane()
+	a := newServer(t, communication.WithBackplane(bp), communication.WithNodeName("a"), communication.WithTracerProvider(tp))
+	b := newServer(t, communication.WithBackplane(bp), communication.WithNodeName("b"))
+	c := startClient(t, b, communication.WithHandlers(pingHandlers(t, seen)), communication.WithTracerProvider(tp))
+
+	ctx, root := tp.Tracer("test").Start(ctxT(t, 10*time.Second), "caller")
+	var pong Pong
+	var err error
+	waitFor(t, "node a to find the client on node b", func() bool {
+		pong, err = communication.Send[Pong](ctx, a.To(c.ConnectionID()), Ping{Message: "across"})
+		return !errors.Is(err, communication.ErrNotConnected)
+	})
+	require.NoError(t, err)
+	require.Equal(t, "across", pong.Reply)
+	root.End()
+	inHandler := <-seen
+
+	// Attempts made before node a could find the client have spans of
+	// their own; the one that reached the handler is its parent.
+	handle := spanNamed(t, rec, "handle "+name[Ping]())
+	require.Equal(t, root.SpanContext().TraceID(), handle.SpanContext().TraceID(), "one trace from the caller on node a to the handler")
+	var parent sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.SpanContext().SpanID() == handle.Parent().SpanID() {
+			parent = s
+		}
+	}
+	require.NotNil(t, parent, "the handler's parent span was recorded")
+	require.Equal(t, "send "+name[Ping](), parent.Name())
+	require.Equal(t, root.SpanContext().SpanID(), parent.Parent().SpanID())
+	require.True(t, handle.Parent().IsRemote())
+	require.Equal(t, handle.SpanContext().SpanID(), inHandler.SpanID())
 }
