@@ -44,20 +44,7 @@ func BenchmarkRequest(b *testing.B) {
 }
 
 func benchRequestOurs(b *testing.B, p protocol, s2c bool, inflight int) {
-	e := newOurs(b)
-	e.connect(b, 1, p)
-	var to communication.Endpoint = e.clients[0]
-	if s2c {
-		to = e.srv.To(e.clients[0].ConnectionID())
-	}
-	ctx := context.Background()
-	op := func(_, i int) error {
-		pong, err := communication.Send[Pong](ctx, to, ping(i))
-		if err == nil && pong.Seq != i {
-			err = fmt.Errorf("answer %d to request %d", pong.Seq, i)
-		}
-		return err
-	}
+	op := oursRequestOp(b, p, s2c)
 	if err := parallel(warmup, inflight, op); err != nil {
 		b.Fatal(err)
 	}
@@ -71,7 +58,43 @@ func benchRequestOurs(b *testing.B, p protocol, s2c bool, inflight int) {
 	report(b, b.N)
 }
 
+// oursRequestOp connects one client and returns a request-response round
+// trip through this library in the given direction.
+func oursRequestOp(b *testing.B, p protocol, s2c bool) func(worker, i int) error {
+	e := newOurs(b)
+	e.connect(b, 1, p)
+	var to communication.Endpoint = e.clients[0]
+	if s2c {
+		to = e.srv.To(e.clients[0].ConnectionID())
+	}
+	ctx := context.Background()
+	return func(_, i int) error {
+		pong, err := communication.Send[Pong](ctx, to, ping(i))
+		if err == nil && pong.Seq != i {
+			err = fmt.Errorf("answer %d to request %d", pong.Seq, i)
+		}
+		return err
+	}
+}
+
 func benchRequestRaw(b *testing.B, p protocol, s2c bool, inflight int) {
+	op := rawRequestOp(b, p, s2c, inflight)
+	if err := parallel(warmup, inflight, op); err != nil {
+		b.Fatal(err)
+	}
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := parallel(b.N, inflight, op); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	report(b, b.N)
+}
+
+// rawRequestOp connects one raw philippseith client and returns a round
+// trip in the given direction, for inflight workers.
+func rawRequestOp(b *testing.B, p protocol, s2c bool, inflight int) func(worker, i int) error {
 	e := newRaw(b)
 	e.connect(b, 1, p)
 	c := e.clients[0]
@@ -103,38 +126,12 @@ func benchRequestRaw(b *testing.B, p protocol, s2c bool, inflight int) {
 			}
 		}
 	}
-	if err := parallel(warmup, inflight, op); err != nil {
-		b.Fatal(err)
-	}
-
-	b.ReportAllocs()
-	b.ResetTimer()
-	if err := parallel(b.N, inflight, op); err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	report(b, b.N)
+	return op
 }
 
 func benchRequestWS(b *testing.B, s2c bool, inflight int) {
-	e := newWS(b)
-	e.connect(b, 1)
-	from, echo := e.clients[0], e.servers[0]
-	if s2c {
-		from, echo = echo, from
-	}
+	from := wsEchoPair(b, s2c)
 	ctx := context.Background()
-	go func() {
-		for {
-			typ, data, err := echo.Read(ctx)
-			if err != nil {
-				return
-			}
-			if err := echo.Write(ctx, typ, data); err != nil {
-				return
-			}
-		}
-	}()
 	run := func(n int) error {
 		if inflight == 1 {
 			for range n {
@@ -180,4 +177,29 @@ func benchRequestWS(b *testing.B, s2c bool, inflight int) {
 	}
 	b.StopTimer()
 	report(b, b.N)
+}
+
+// wsEchoPair connects one raw WebSocket whose other end echoes every
+// message, and returns the end that sends: the client's, or the server's
+// when s2c.
+func wsEchoPair(b *testing.B, s2c bool) *websocket.Conn {
+	e := newWS(b)
+	e.connect(b, 1)
+	from, echo := e.clients[0], e.servers[0]
+	if s2c {
+		from, echo = echo, from
+	}
+	go func() {
+		ctx := context.Background()
+		for {
+			typ, data, err := echo.Read(ctx)
+			if err != nil {
+				return
+			}
+			if err := echo.Write(ctx, typ, data); err != nil {
+				return
+			}
+		}
+	}()
+	return from
 }

@@ -235,6 +235,14 @@ func rows() []row {
 			}
 		}
 	}
+	for _, dir := range []struct{ name, label string }{{"client-to-server", "client→server"}, {"server-to-client", "server→client"}} {
+		for _, p := range protos {
+			for _, q := range []string{"p50", "p99"} {
+				rs = append(rs, row{label: fmt.Sprintf("request %s at a steady 1,000/s, %s: %s latency", dir.label, p.label, q), unit: "µs",
+					op: "Latency/" + dir.name + "/rate=1000", proto: p.name, metric: q + "-us"})
+			}
+		}
+	}
 	fleet := "Clients/n=1000"
 	rs = append(rs,
 		row{label: "broadcast to 1,000 clients, JSON (allocs, B per broadcast)", unit: "deliveries/s", op: fleet, proto: "json",
