@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // The envelope's encoding: a version byte, then each field in a fixed
@@ -16,6 +17,17 @@ const envelopeVersion = 1
 var errEnvelope = errors.New("communication: malformed message between nodes")
 
 func appendEnvelope(b []byte, e *envelope) []byte {
+	if b == nil {
+		// One allocation: the strings and payload, and at most a few
+		// bytes of length and number for each field.
+		n := 1 + 16*binary.MaxVarintLen16 + 2*binary.MaxVarintLen64 + len(e.Kind) + len(e.From) + len(e.Conn) +
+			len(e.Type) + len(e.Payload) + len(e.RespName) + len(e.Err) + len(e.Code) + len(e.Message) +
+			len(e.TraceParent) + len(e.TraceState)
+		for _, s := range e.Subs {
+			n += len(s.Topic) + len(s.Key) + 3*binary.MaxVarintLen32
+		}
+		b = make([]byte, 0, n)
+	}
 	b = append(b, envelopeVersion)
 	for _, s := range [...]string{e.Kind, e.From} {
 		b = appendEnvString(b, s)
@@ -99,21 +111,72 @@ func (r *envReader) bytes() []byte {
 
 func (r *envReader) string() string { return string(r.bytes()) }
 
+// known returns the field as one of the strings it can be, without an
+// allocation, or as a new string when it is none of them.
+func (r *envReader) known(values ...string) string {
+	b := r.bytes()
+	for _, v := range values {
+		if string(b) == v {
+			return v
+		}
+	}
+	return string(b)
+}
+
+// interned returns the field as a string kept in names: node and type
+// names repeat on every message between two nodes, and a lookup with a
+// converted key allocates nothing. names keeps at most maxInterned
+// strings; past that it is cleared and starts again.
+func (r *envReader) interned(names *internTable) string {
+	b := r.bytes()
+	if len(b) == 0 {
+		return ""
+	}
+	names.mu.RLock()
+	s, ok := names.m[string(b)]
+	names.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(b)
+	names.mu.Lock()
+	if len(names.m) >= maxInterned {
+		clear(names.m)
+	}
+	names.m[s] = s
+	names.mu.Unlock()
+	return s
+}
+
+// maxInterned bounds an internTable: names of nodes and message types are
+// few; anything else must not grow it without end.
+const maxInterned = 4096
+
+type internTable struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+// envNames interns the node and type names of envelopes.
+var envNames = &internTable{m: make(map[string]string)}
+
 // parseEnvelope decodes msg into e. Payload aliases msg.
 func parseEnvelope(msg []byte, e *envelope) error {
 	if len(msg) == 0 || msg[0] != envelopeVersion {
 		return fmt.Errorf("%w: unknown version", errEnvelope)
 	}
 	r := envReader{b: msg[1:]}
-	e.Kind, e.From = r.string(), r.string()
+	e.Kind = r.known(envRequest, envReply, envPost, envBroadcast, envGone, envSubCount, envSubSet, envSubAsk)
+	e.From = r.interned(envNames)
 	e.ID = r.uvarint()
-	e.Conn, e.Type = r.string(), r.string()
+	e.Conn, e.Type = r.string(), r.interned(envNames)
 	if p := r.bytes(); len(p) > 0 {
 		e.Payload = p
 	}
-	e.RespName = r.string()
+	e.RespName = r.interned(envNames)
 	e.Deadline = r.varint()
-	e.Err, e.Code, e.Message = r.string(), Code(r.string()), r.string()
+	e.Err = r.known(replyRemote, replyTimeout, replyNotConnected, replyConnectionLost)
+	e.Code, e.Message = Code(r.string()), r.string()
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
 		r.err = errEnvelope

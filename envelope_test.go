@@ -1,6 +1,7 @@
 package communication
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -39,4 +40,22 @@ func FuzzEnvelope(f *testing.F) {
 		require.NoError(t, parseEnvelope(appendEnvelope(nil, &e), &again))
 		require.Equal(t, e, again)
 	})
+}
+
+// TestEnvelopeNamesBounded: the names an envelope's decoding keeps for
+// reuse stay bounded whatever the names that come in, and a parse
+// allocates no string for a kind or a name it has seen.
+func TestEnvelopeNamesBounded(t *testing.T) {
+	names := &internTable{m: make(map[string]string)}
+	for i := range 3 * maxInterned {
+		r := envReader{b: appendEnvString(nil, fmt.Sprintf("node-%d", i))}
+		require.Equal(t, fmt.Sprintf("node-%d", i), r.interned(names))
+		require.LessOrEqual(t, len(names.m), maxInterned)
+	}
+
+	msg := appendEnvelope(nil, &envelope{Kind: envReply, From: "node-a", ID: 1, Type: "T", Err: replyRemote})
+	var e envelope
+	require.NoError(t, parseEnvelope(msg, &e)) // the names are seen once
+	allocs := testing.AllocsPerRun(100, func() { _ = parseEnvelope(msg, &e) })
+	require.Zero(t, allocs)
 }
