@@ -107,17 +107,17 @@ func NewBackplane(rdb goredis.UniversalClient, opts ...BackplaneOption) (*Backpl
 
 // The first byte of what travels on a channel.
 const (
-	frameMessage  = 'm' // a node's message, for BackplaneHandler.Receive
 	frameNodeLeft = 'l' // a node left; the rest is its name
-	// frameBatch carries several messages for one channel, in order, each
-	// as its length (uvarint) and its bytes: with many messages in flight
-	// between two nodes, one PUBLISH and one delivery carry many, which
-	// spares Redis and both ends most of their work per message.
+	// frameBatch carries a node's messages for one channel, one or more,
+	// in order, each as its length (uvarint) and its bytes: with many
+	// messages in flight between two nodes, one PUBLISH and one delivery
+	// carry many, which spares Redis and both ends most of their work per
+	// message.
 	frameBatch = 'b'
 )
 
 // maxBatchFrame bounds a batch frame's bytes; a message larger than it
-// travels alone.
+// travels alone, in a frame of its own.
 const maxBatchFrame = 256 << 10
 
 // keys names the Redis keys and channels of a cluster.
@@ -223,10 +223,8 @@ func (n *node) Publish(ctx context.Context, to string, msg []byte) error {
 		}
 		ch = c.(string)
 	}
-	frame := make([]byte, 0, len(msg)+1)
-	frame = append(append(frame, frameMessage), msg...)
 	p := publications.Get().(*publication)
-	p.ch, p.msg = ch, frame
+	p.ch, p.msg = ch, msg
 	select {
 	case n.out <- p:
 	case <-ctx.Done():
@@ -330,55 +328,30 @@ type group struct {
 	from, to int
 }
 
-// groupPublications gathers batch into one group per channel and batch
-// frame, keeping the order of each channel's publications. It reorders
-// batch so that each group's publications are contiguous, and reuses the
-// frames' buffers.
+// groupPublications gathers batch into one group per channel, each
+// written as a batch frame into a reused buffer, keeping the order of each
+// channel's publications. It reorders batch so that each group's
+// publications are contiguous. A group's frame holds at most maxBatchFrame
+// bytes, or one larger message alone.
 func groupPublications(batch []*publication, groups []group, frames [][]byte) ([]group, [][]byte) {
-	if len(batch) == 1 {
-		return append(groups, group{ch: batch[0].ch, frame: batch[0].msg, from: 0, to: 1}), frames
+	if len(batch) > 1 {
+		partitionByChannel(batch)
 	}
-	// Stable partition by channel, in order of first appearance: few
-	// channels (one per node) make this cheap.
-	sorted := make([]*publication, 0, len(batch))
-	for i, p := range batch {
-		if p == nil {
-			continue
-		}
-		ch := p.ch
-		for _, q := range batch[i:] {
-			if q != nil && q.ch == ch {
-				sorted = append(sorted, q)
-			}
-		}
-		for j := i; j < len(batch); j++ {
-			if batch[j] != nil && batch[j].ch == ch {
-				batch[j] = nil
-			}
-		}
-	}
-	copy(batch, sorted)
 	used := 0
 	for i := 0; i < len(batch); {
 		j := i + 1
-		size := len(batch[i].msg)
+		size := len(batch[i].msg) + binary.MaxVarintLen32
 		for j < len(batch) && batch[j].ch == batch[i].ch && size+len(batch[j].msg)+binary.MaxVarintLen32 <= maxBatchFrame {
 			size += len(batch[j].msg) + binary.MaxVarintLen32
 			j++
-		}
-		if j-i == 1 {
-			groups = append(groups, group{ch: batch[i].ch, frame: batch[i].msg, from: i, to: j})
-			i = j
-			continue
 		}
 		if used == len(frames) {
 			frames = append(frames, nil)
 		}
 		f := append(frames[used][:0], frameBatch)
 		for _, p := range batch[i:j] {
-			m := p.msg[1:] // without its frameMessage byte
-			f = binary.AppendUvarint(f, uint64(len(m)))
-			f = append(f, m...)
+			f = binary.AppendUvarint(f, uint64(len(p.msg)))
+			f = append(f, p.msg...)
 		}
 		if cap(f) > 2*maxBatchFrame {
 			frames[used] = nil // an outsized buffer is not kept
@@ -390,6 +363,28 @@ func groupPublications(batch []*publication, groups []group, frames [][]byte) ([
 		i = j
 	}
 	return groups, frames
+}
+
+// partitionByChannel reorders batch so that each channel's publications
+// are contiguous, in order of the channels' first appearance and in their
+// order within each: few channels (one per node) make this cheap.
+func partitionByChannel(batch []*publication) {
+	sorted := make([]*publication, 0, len(batch))
+	for i, p := range batch {
+		if p == nil {
+			continue
+		}
+		for j := i; j < len(batch); j++ {
+			if batch[j] != nil && batch[j].ch == p.ch {
+				sorted = append(sorted, batch[j])
+				if j > i {
+					batch[j] = nil
+				}
+			}
+		}
+		batch[i] = nil
+	}
+	copy(batch, sorted)
 }
 
 // drainPublications answers what is still waiting when the node stops.
@@ -594,9 +589,6 @@ func (n *node) frame(p string) {
 		return
 	}
 	switch p[0] {
-	case frameMessage:
-		b := []byte(p[1:])
-		n.handle(func() { n.h.Receive(b) })
 	case frameBatch:
 		msgs, err := splitBatch([]byte(p[1:]))
 		if err != nil {

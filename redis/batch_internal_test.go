@@ -11,12 +11,11 @@ import (
 
 // TestGroupPublications: publications to one channel travel together, in
 // their order; each channel's group holds exactly its publications; a
-// lone publication and an oversized one travel as they are.
+// message over the frame bound travels in a frame of its own; the frames'
+// buffers are reused.
 func TestGroupPublications(t *testing.T) {
-	pub := func(ch, body string) *publication {
-		return &publication{ch: ch, msg: append([]byte{frameMessage}, body...)}
-	}
-	big := string(bytes.Repeat([]byte("x"), maxBatchFrame))
+	pub := func(ch, body string) *publication { return &publication{ch: ch, msg: []byte(body)} }
+	big := string(bytes.Repeat([]byte("x"), 2*maxBatchFrame))
 	batch := []*publication{
 		pub("a", "a1"), pub("b", "b1"), pub("a", "a2"), pub("c", big),
 		pub("b", "b2"), pub("a", "a3"), pub("c", "c2"),
@@ -30,19 +29,10 @@ func TestGroupPublications(t *testing.T) {
 		for _, p := range batch[g.from:g.to] {
 			require.Equal(t, g.ch, p.ch, "a publication in another channel's group")
 		}
-		var msgs [][]byte
-		switch g.frame[0] {
-		case frameMessage:
-			require.Equal(t, 1, g.to-g.from)
-			msgs = [][]byte{g.frame[1:]}
-		case frameBatch:
-			var err error
-			msgs, err = splitBatch(g.frame[1:])
-			require.NoError(t, err)
-			require.Len(t, msgs, g.to-g.from)
-		default:
-			t.Fatalf("frame of kind %q", g.frame[0])
-		}
+		require.Equal(t, byte(frameBatch), g.frame[0])
+		msgs, err := splitBatch(g.frame[1:])
+		require.NoError(t, err)
+		require.Len(t, msgs, g.to-g.from)
 		for _, m := range msgs {
 			got[g.ch] = append(got[g.ch], string(m))
 		}
@@ -51,14 +41,18 @@ func TestGroupPublications(t *testing.T) {
 	require.Equal(t, []string{"a1", "a2", "a3"}, got["a"])
 	require.Equal(t, []string{"b1", "b2"}, got["b"])
 	require.Equal(t, []string{big, "c2"}, got["c"])
-	require.Len(t, frames, 2, "the batch frames' buffers are kept for the next round")
+	require.Len(t, frames, 4)
+	require.True(t, frames[2] == nil, "an outsized frame's buffer is not kept")
 
-	// The buffers are reused, and a lone publication travels unbatched.
+	// The next round writes into the same buffers.
 	one := []*publication{pub("a", "alone")}
-	groups, frames2 := groupPublications(one, groups[:0], frames)
+	kept := &frames[0][:1][0]
+	groups, frames = groupPublications(one, groups[:0], frames)
 	require.Len(t, groups, 1)
-	require.Equal(t, one[0].msg, groups[0].frame)
-	require.Equal(t, frames, frames2)
+	require.Same(t, kept, &groups[0].frame[0], "the buffer of the round before is reused")
+	msgs, err := splitBatch(groups[0].frame[1:])
+	require.NoError(t, err)
+	require.Equal(t, [][]byte{[]byte("alone")}, msgs)
 }
 
 // TestSplitBatchMalformed: a length running past the frame keeps the
