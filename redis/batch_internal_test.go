@@ -47,7 +47,7 @@ func TestGroupPublications(t *testing.T) {
 	// The next round writes into the same buffers.
 	one := []*publication{pub("a", "alone")}
 	kept := &frames[0][:1][0]
-	groups, frames = groupPublications(one, groups[:0], frames)
+	groups, _ = groupPublications(one, groups[:0], frames)
 	require.Len(t, groups, 1)
 	require.Same(t, kept, &groups[0].frame[0], "the buffer of the round before is reused")
 	msgs, err := splitBatch(groups[0].frame[1:])
