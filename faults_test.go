@@ -19,10 +19,13 @@ func TestSlowConsumer(t *testing.T) {
 	ts := newServer(t, communication.WithSendQueueBytes(64<<10), communication.WithWriteTimeout(300*time.Millisecond))
 	good := newClient(t, ts)
 	got := make(chan struct{})
+	each := make(chan struct{}, 1)
 	require.NoError(t, communication.HandlePost(good.Handlers(), communication.PostHandlerFunc[Note](func(ctx context.Context, n Note) error {
 		if n.Text == "still fine" {
 			close(got)
+			return nil
 		}
+		each <- struct{}{}
 		return nil
 	})))
 	require.NoError(t, good.Start(ctxT(t, 10*time.Second)))
@@ -39,10 +42,17 @@ func TestSlowConsumer(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(ts.ConnectionIDs()) == 2 }, 10*time.Second, time.Millisecond)
 
+	// Each broadcast waits until the good client has it, so that only the
+	// one that does not read falls behind, however slow the machine.
 	big := Note{Text: strings.Repeat("x", 4096)}
 	dropped := false
 	for i := 0; i < 20000 && !dropped; i++ {
 		require.NoError(t, ts.PostAll(ctx, big))
+		select {
+		case <-each:
+		case <-ctx.Done():
+			t.Fatal("the good client stopped receiving")
+		}
 		dropped = len(ts.ConnectionIDs()) == 1
 	}
 	require.True(t, dropped, "the slow consumer was never dropped")
