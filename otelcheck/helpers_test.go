@@ -3,13 +3,11 @@ package otelcheck_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	communication "github.com/tharga/communication-go"
+	"github.com/tharga/communication-go/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -46,38 +45,10 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// killListener remembers the connections it accepted, hijacked WebSockets
-// included, so that a test can cut them as a network failure would.
-type killListener struct {
-	net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func (l *killListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.mu.Lock()
-		l.conns = append(l.conns, c)
-		l.mu.Unlock()
-	}
-	return c, err
-}
-
-func (l *killListener) kill() {
-	l.mu.Lock()
-	conns := l.conns
-	l.conns = nil
-	l.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
-	}
-}
-
 type testServer struct {
 	*communication.Server
 	URL string
-	kl  *killListener
+	kl  *testutil.KillListener
 }
 
 // newServer starts a Server behind a loopback httptest server; both stop
@@ -89,12 +60,12 @@ func newServer(t *testing.T, opts ...communication.ServerOption) *testServer {
 	mux := http.NewServeMux()
 	srv.Mount(mux)
 	hs := httptest.NewUnstartedServer(mux)
-	kl := &killListener{Listener: hs.Listener}
+	kl := &testutil.KillListener{Listener: hs.Listener}
 	hs.Listener = kl
 	hs.Start()
 	t.Cleanup(func() {
 		require.NoError(t, srv.Close())
-		kl.kill()
+		kl.Kill()
 		hs.Close()
 	})
 	return &testServer{Server: srv, URL: hs.URL, kl: kl}

@@ -162,7 +162,7 @@ func TestMetricsReconnect(t *testing.T) {
 	c := startClient(t, ts, communication.WithMeterProvider(mp),
 		communication.WithStateHandler(func(s communication.StateChange) { states <- s }))
 	first := c.ConnectionID()
-	ts.kl.kill()
+	ts.kl.Kill()
 	for {
 		s := <-states
 		if s.State == communication.Connected && s.ConnectionID != first {
