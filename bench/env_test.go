@@ -30,6 +30,7 @@ import (
 	"github.com/philippseith/signalr"
 
 	communication "github.com/tharga/communication-go"
+	"github.com/tharga/communication-go/internal/testutil"
 )
 
 // The messages: each encodes to about 100 bytes of JSON
@@ -68,84 +69,16 @@ var protocols = []protocol{
 }
 
 // counter counts deliveries and lets one waiter wait for a total.
-type counter struct {
-	mu     sync.Mutex
-	n      int64
-	target int64
-	ch     chan struct{}
-}
+type counter = testutil.Counter
 
-func (c *counter) add() {
-	c.mu.Lock()
-	c.n++
-	if c.ch != nil && c.n >= c.target {
-		close(c.ch)
-		c.ch = nil
-	}
-	c.mu.Unlock()
-}
-
-func (c *counter) load() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
-}
-
-// waitFor waits until the count reaches target.
-func (c *counter) waitFor(tb testing.TB, target int64) {
-	tb.Helper()
-	c.mu.Lock()
-	if c.n >= target {
-		c.mu.Unlock()
-		return
-	}
-	ch := make(chan struct{})
-	c.ch, c.target = ch, target
-	c.mu.Unlock()
-	t := time.NewTimer(waitTimeout)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-t.C:
-		tb.Fatalf("timed out: %d of %d delivered", c.load(), target)
-	}
-}
-
-// report adds the msgs/s metric: n operations over the benchmark's time.
 func report(b *testing.B, n int) {
 	if s := b.Elapsed().Seconds(); s > 0 {
 		b.ReportMetric(float64(n)/s, "msgs/s")
 	}
 }
 
-// parallel runs operations 1..n on workers goroutines, each taking the
-// next number, and returns the first error. op is told which worker runs
-// it (0..workers-1).
-func parallel(n, workers int, op func(worker, i int) error) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for w := range min(workers, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(n) {
-					return
-				}
-				if err := op(w, int(i)); err != nil {
-					once.Do(func() { first = err })
-					next.Store(int64(n)) // stop the others
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return first
-}
+// parallel runs operations 1..n on workers goroutines (testutil.Parallel).
+var parallel = testutil.Parallel
 
 func bgCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), waitTimeout)
@@ -181,7 +114,7 @@ func newOurs(tb testing.TB) *oursEnv {
 func (e *oursEnv) register(tb testing.TB, h *communication.Handlers) {
 	tb.Helper()
 	err := communication.HandlePost(h, communication.PostHandlerFunc[Note](func(context.Context, Note) error {
-		e.got.add()
+		e.got.Add()
 		return nil
 	}))
 	if err == nil {
@@ -256,7 +189,7 @@ func (h *rawHub) OnConnected(id string) {
 }
 
 // Post counts a posted Note.
-func (h *rawHub) Post(Note) { h.st.got.add() }
+func (h *rawHub) Post(Note) { h.st.got.Add() }
 
 // Echo answers an Invoke.
 func (h *rawHub) Echo(p Ping) Pong { return Pong(p) }
@@ -276,7 +209,7 @@ type rawReceiver struct {
 }
 
 // Post counts a Note posted by the server.
-func (r *rawReceiver) Post(Note) { r.st.got.add() }
+func (r *rawReceiver) Post(Note) { r.st.got.Add() }
 
 // Req answers a request of the server with a Send of Resp: philippseith
 // has no server-to-client invocation with a result.

@@ -64,7 +64,7 @@ func BenchmarkClients(b *testing.B) {
 						if _, _, err := c.Read(ctx); err != nil {
 							return
 						}
-						got.add()
+						got.Add()
 					}
 				}()
 			}
@@ -109,11 +109,11 @@ func fleet(b *testing.B, build func() (broadcast func(int), delivered *counter))
 
 	b.ReportAllocs()
 	round := 0
-	start := delivered.load()
+	start := delivered.Load()
 	for b.Loop() {
 		round++
 		broadcast(round)
-		delivered.waitFor(b, start+int64(round*fleetSize))
+		delivered.WaitFor(b, start+int64(round*fleetSize), waitTimeout)
 	}
 	if s := b.Elapsed().Seconds(); s > 0 {
 		b.ReportMetric(float64(round*fleetSize)/s, "msgs/s")

@@ -49,7 +49,7 @@ func benchPostOurs(b *testing.B, p protocol, s2c bool) {
 			b.Fatal(err)
 		}
 	}
-	e.got.waitFor(b, warmup)
+	e.got.WaitFor(b, warmup, waitTimeout)
 
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -58,7 +58,7 @@ func benchPostOurs(b *testing.B, p protocol, s2c bool) {
 			b.Fatal(err)
 		}
 	}
-	e.got.waitFor(b, int64(warmup+b.N))
+	e.got.WaitFor(b, int64(warmup+b.N), waitTimeout)
 	b.StopTimer()
 	report(b, b.N)
 }
@@ -79,14 +79,14 @@ func benchPostRaw(b *testing.B, p protocol, s2c bool) {
 	for i := range warmup {
 		post(i)
 	}
-	e.st.got.waitFor(b, warmup)
+	e.st.got.WaitFor(b, warmup, waitTimeout)
 
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
 		post(i)
 	}
-	e.st.got.waitFor(b, int64(warmup+b.N))
+	e.st.got.WaitFor(b, int64(warmup+b.N), waitTimeout)
 	b.StopTimer()
 	report(b, b.N)
 }
@@ -104,7 +104,7 @@ func benchPostWS(b *testing.B, s2c bool) {
 			if _, _, err := to.Read(context.Background()); err != nil {
 				return
 			}
-			got.add()
+			got.Add()
 		}
 	}()
 	ctx := context.Background()
@@ -116,14 +116,14 @@ func benchPostWS(b *testing.B, s2c bool) {
 	for range warmup {
 		post()
 	}
-	got.waitFor(b, warmup)
+	got.WaitFor(b, warmup, waitTimeout)
 
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
 		post()
 	}
-	got.waitFor(b, int64(warmup+b.N))
+	got.WaitFor(b, int64(warmup+b.N), waitTimeout)
 	b.StopTimer()
 	report(b, b.N)
 }

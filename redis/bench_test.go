@@ -23,8 +23,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +30,7 @@ import (
 
 	communication "github.com/tharga/communication-go"
 	"github.com/tharga/communication-go/redis"
+	"github.com/tharga/communication-go/internal/testutil"
 	"github.com/tharga/communication-go/redis/internal/redistest"
 )
 
@@ -103,7 +102,7 @@ func BenchmarkClusterBroadcast(b *testing.B) {
 type benchTarget struct {
 	from *communication.Server
 	to   string
-	got  *benchCounter
+	got  *testutil.Counter
 }
 
 // newBenchPair starts, for the life of b, one Server with one client, and
@@ -136,13 +135,13 @@ func newBenchPair(b *testing.B) (single, cross benchTarget) {
 
 func benchPost(b *testing.B, t benchTarget) {
 	ctx := context.Background()
-	start := t.got.load()
+	start := t.got.Load()
 	for i := range benchWarmup {
 		if err := t.from.Post(ctx, t.to, benchNote(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
-	t.got.waitFor(b, start+benchWarmup)
+	t.got.WaitFor(b, start+benchWarmup, benchWait)
 
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -151,7 +150,7 @@ func benchPost(b *testing.B, t benchTarget) {
 			b.Fatal(err)
 		}
 	}
-	t.got.waitFor(b, start+benchWarmup+int64(b.N))
+	t.got.WaitFor(b, start+benchWarmup+int64(b.N), benchWait)
 	b.StopTimer()
 	benchReport(b, b.N)
 }
@@ -159,20 +158,20 @@ func benchPost(b *testing.B, t benchTarget) {
 func benchRequest(b *testing.B, t benchTarget, inflight int) {
 	ctx := context.Background()
 	to := t.from.To(t.to)
-	op := func(i int) error {
+	op := func(_, i int) error {
 		pong, err := communication.Send[BenchPong](ctx, to, benchPing(i))
 		if err == nil && pong.Seq != i {
 			err = fmt.Errorf("answer %d to request %d", pong.Seq, i)
 		}
 		return err
 	}
-	if err := benchParallel(benchWarmup, inflight, op); err != nil {
+	if err := testutil.Parallel(benchWarmup, inflight, op); err != nil {
 		b.Fatal(err)
 	}
 
 	b.ReportAllocs()
 	b.ResetTimer()
-	if err := benchParallel(b.N, inflight, op); err != nil {
+	if err := testutil.Parallel(b.N, inflight, op); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
@@ -197,18 +196,18 @@ func benchBroadcast(b *testing.B, redisAddr string, nodes int) {
 		if err := from.PostAll(ctx, benchNote(round)); err != nil {
 			b.Fatal(err)
 		}
-		c.got.waitFor(b, int64(round*benchFleet))
+		c.got.WaitFor(b, int64(round*benchFleet), benchWait)
 	}
 
 	b.ReportAllocs()
-	start, done := c.got.load(), 0
+	start, done := c.got.Load(), 0
 	for b.Loop() {
 		round++
 		done++
 		if err := from.PostAll(ctx, benchNote(round)); err != nil {
 			b.Fatal(err)
 		}
-		c.got.waitFor(b, start+int64(done*benchFleet))
+		c.got.WaitFor(b, start+int64(done*benchFleet), benchWait)
 	}
 	benchReport(b, done*benchFleet)
 }
@@ -219,7 +218,7 @@ func benchBroadcast(b *testing.B, redisAddr string, nodes int) {
 // with a BenchPong.
 type benchCluster struct {
 	nodes []*benchNode
-	got   benchCounter
+	got   testutil.Counter
 }
 
 type benchNode struct {
@@ -277,7 +276,7 @@ func (c *benchCluster) connect(tb testing.TB, i, n int) {
 		h := cl.Handlers()
 		err = errors.Join(
 			communication.HandlePost(h, communication.PostHandlerFunc[BenchNote](func(context.Context, BenchNote) error {
-				c.got.add()
+				c.got.Add()
 				return nil
 			})),
 			communication.HandleSend(h, communication.SendHandlerFunc[BenchPing, BenchPong](func(_ context.Context, p BenchPing) (BenchPong, error) {
@@ -290,7 +289,7 @@ func (c *benchCluster) connect(tb testing.TB, i, n int) {
 		clients[k] = cl
 	}
 	node.clients = append(node.clients, clients...)
-	err := benchParallel(n, 32, func(k int) error {
+	err := testutil.Parallel(n, 32, func(_, k int) error {
 		ctx, cancel := context.WithTimeout(context.Background(), benchWait)
 		defer cancel()
 		return clients[k-1].Start(ctx)
@@ -312,7 +311,7 @@ func (c *benchCluster) connect(tb testing.TB, i, n int) {
 func (c *benchCluster) close() {
 	for _, n := range c.nodes {
 		cs := n.clients
-		_ = benchParallel(len(cs), 32, func(k int) error { return cs[k-1].Close() })
+		_ = testutil.Parallel(len(cs), 32, func(_, k int) error { return cs[k-1].Close() })
 	}
 	for _, n := range c.nodes {
 		_ = n.srv.Close()
@@ -322,78 +321,6 @@ func (c *benchCluster) close() {
 			_ = n.rdb.Close()
 		}
 	}
-}
-
-// benchCounter counts deliveries and lets one waiter wait for a total.
-type benchCounter struct {
-	mu     sync.Mutex
-	n      int64
-	target int64
-	ch     chan struct{}
-}
-
-func (c *benchCounter) add() {
-	c.mu.Lock()
-	c.n++
-	if c.ch != nil && c.n >= c.target {
-		close(c.ch)
-		c.ch = nil
-	}
-	c.mu.Unlock()
-}
-
-func (c *benchCounter) load() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
-}
-
-// waitFor waits until the count reaches target.
-func (c *benchCounter) waitFor(tb testing.TB, target int64) {
-	tb.Helper()
-	c.mu.Lock()
-	if c.n >= target {
-		c.mu.Unlock()
-		return
-	}
-	ch := make(chan struct{})
-	c.ch, c.target = ch, target
-	c.mu.Unlock()
-	t := time.NewTimer(benchWait)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-t.C:
-		tb.Fatalf("timed out: %d of %d delivered", c.load(), target)
-	}
-}
-
-// benchParallel runs operations 1..n on workers goroutines, each taking
-// the next number, and returns the first error.
-func benchParallel(n, workers int, op func(i int) error) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for range min(workers, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(n) {
-					return
-				}
-				if err := op(int(i)); err != nil {
-					once.Do(func() { first = err })
-					next.Store(int64(n)) // stop the others
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return first
 }
 
 // benchReport adds the msgs/s metric: n operations over the benchmark's
