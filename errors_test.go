@@ -4,7 +4,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,19 +16,9 @@ import (
 // sentinel block, so that the doc stays the one place to find them.
 func TestSentinelsListed(t *testing.T) {
 	t.Parallel()
-	fset := token.NewFileSet()
-	files, err := filepath.Glob("*.go")
-	require.NoError(t, err)
 	var sentinels []string
 	var doc string
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		src, err := os.ReadFile(name)
-		require.NoError(t, err)
-		f, err := parser.ParseFile(fset, name, src, parser.ParseComments)
-		require.NoError(t, err)
+	for name, f := range packageFiles(t) {
 		for _, d := range f.Decls {
 			g, ok := d.(*ast.GenDecl)
 			if !ok || g.Tok != token.VAR {
@@ -52,4 +41,23 @@ func TestSentinelsListed(t *testing.T) {
 	for _, s := range sentinels {
 		require.Contains(t, doc, "["+s+"]", "%s is not listed in the doc of errors.go's sentinels", s)
 	}
+}
+
+// packageFiles parses the package's own (non-test) Go files, with their
+// comments, by file name, for the tests that check the source itself.
+func packageFiles(t *testing.T) map[string]*ast.File {
+	t.Helper()
+	names, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	fset := token.NewFileSet()
+	files := make(map[string]*ast.File)
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+		require.NoError(t, err)
+		files[name] = f
+	}
+	return files
 }

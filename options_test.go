@@ -3,10 +3,6 @@ package communication_test
 import (
 	"context"
 	"go/ast"
-	"go/parser"
-	"go/token"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -99,19 +95,9 @@ func TestClientStateOptions(t *testing.T) {
 // (or that it is required).
 func TestOptionsDocumentDefault(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob("*.go")
-	require.NoError(t, err)
-	fset := token.NewFileSet()
 	seen := 0
 	var missing []string
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		src, err := os.ReadFile(name)
-		require.NoError(t, err)
-		f, err := parser.ParseFile(fset, name, src, parser.ParseComments)
-		require.NoError(t, err)
+	for name, f := range packageFiles(t) {
 		for _, d := range f.Decls {
 			fn, ok := d.(*ast.FuncDecl)
 			if !ok || fn.Recv != nil || !fn.Name.IsExported() || !strings.HasPrefix(fn.Name.Name, "With") {

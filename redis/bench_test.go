@@ -29,8 +29,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	communication "github.com/tharga/communication-go"
-	"github.com/tharga/communication-go/redis"
 	"github.com/tharga/communication-go/internal/testutil"
+	"github.com/tharga/communication-go/redis"
 	"github.com/tharga/communication-go/redis/internal/redistest"
 )
 
