@@ -116,7 +116,7 @@ func (c *cluster) subscriptions() *clusterCounter {
 
 func (c *cluster) publish(ctx context.Context, node string, e *envelope) error {
 	e.From = c.name
-	start := time.Now()
+	start := c.s.tel.backplaneStart()
 	return c.s.tel.backplaneCall(opPublish, start, c.node.Publish(ctx, node, appendEnvelope(nil, e)))
 }
 
@@ -189,7 +189,7 @@ func (c *cluster) locate(ctx context.Context, l Location) (Location, error) {
 			return Location{Node: node, ConnectionID: l.ConnectionID}, nil
 		}
 	}
-	start := time.Now()
+	start := c.s.tel.backplaneStart()
 	found, ok, err := c.node.Locate(ctx, l.ConnectionID, l.Instance)
 	if c.s.tel.backplaneCall(opLocate, start, err) != nil {
 		return Location{}, fmt.Errorf("communication: locating the connection: %w", err)

@@ -142,6 +142,16 @@ func (t *telemetry) reconnected() {
 	t.reconnects.Add(ctx, 1)
 }
 
+// backplaneStart returns when a Backplane call starts, zero when its
+// duration is not recorded: every message between nodes passes here, and
+// reading the clock costs more than the rest of the hook.
+func (t *telemetry) backplaneStart() time.Time {
+	if t == nil || t.bpDuration == nil || !t.bpDuration.Enabled(context.Background()) {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
 // backplaneCall records one Backplane call that started at start and
 // returns its error unchanged. A node that is gone is no error of the
 // Backplane.
