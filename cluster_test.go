@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	communication "github.com/tharga/communication-go"
+	"github.com/tharga/communication-go/backplanetest"
 )
 
 // clusterClient is a client of one node of a test cluster, with what it
@@ -62,85 +61,12 @@ func recvNote(t *testing.T, ch chan Note, what string) Note {
 	}
 }
 
-// testCluster runs the cross-node behaviour on a backplane.
-func testCluster(t *testing.T, bp communication.Backplane) {
-	nodes, clients := newCluster(t, bp, 3, 2)
-	ctx := ctxT(t, 30*time.Second)
-
-	t.Run("broadcast reaches every client of every node once", func(t *testing.T) {
-		require.NoError(t, nodes[0].PostAll(ctx, Note{Text: "to all"}))
-		for _, c := range clients {
-			require.Equal(t, "to all", recvNote(t, c.notes, "broadcast").Text)
-		}
-		require.NoError(t, nodes[2].PostAll(ctx, Note{Text: "again"}))
-		for _, c := range clients {
-			require.Equal(t, "again", recvNote(t, c.notes, "second broadcast").Text)
-			select {
-			case n := <-c.notes:
-				t.Fatalf("a client got a broadcast twice: %+v", n)
-			default:
-			}
-		}
-	})
-
-	t.Run("post and request to a client on another node", func(t *testing.T) {
-		target := clients[5] // on node 2
-		require.NoError(t, nodes[0].Post(ctx, target.ConnectionID(), Note{Text: "by id"}))
-		require.Equal(t, "by id", recvNote(t, target.notes, "post by id").Text)
-		require.NoError(t, nodes[1].PostToInstance(ctx, target.Instance(), Note{Text: "by instance"}))
-		require.Equal(t, "by instance", recvNote(t, target.notes, "post by instance").Text)
-
-		got, err := communication.Send[EchoBack](ctx, nodes[0].To(target.ConnectionID()), Echo{N: 7})
-		require.NoError(t, err)
-		require.Equal(t, 72, got.N, "answered by the client on node 2")
-		got, err = communication.Send[EchoBack](ctx, nodes[1].ToInstance(target.Instance()), Echo{N: 8})
-		require.NoError(t, err)
-		require.Equal(t, 82, got.N)
-	})
-
-	t.Run("posts from one node to one connection keep their order", func(t *testing.T) {
-		target := clients[3] // on node 1
-		for i := range 200 {
-			require.NoError(t, nodes[0].Post(ctx, target.ConnectionID(), Note{Text: fmt.Sprint(i)}))
-		}
-		for i := range 200 {
-			require.Equal(t, fmt.Sprint(i), recvNote(t, target.notes, "ordered post").Text)
-		}
-	})
-
-	t.Run("nobody holds the connection", func(t *testing.T) {
-		err := nodes[0].Post(ctx, "no-such-connection", Note{})
-		require.ErrorIs(t, err, communication.ErrNotConnected)
-		_, err = communication.Send[EchoBack](ctx, nodes[0].ToInstance(uuid.NewString()), Echo{})
-		require.ErrorIs(t, err, communication.ErrNotConnected)
-	})
-
-	t.Run("1,000 cross-node requests in flight", func(t *testing.T) {
-		var wg sync.WaitGroup
-		var bad atomic.Int64
-		for i := range 1000 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				from := nodes[i%3]
-				to := clients[(i+2)%6]
-				if to.node == i%3 {
-					to = clients[(i+3)%6]
-				}
-				got, err := communication.Send[EchoBack](ctx, from.To(to.ConnectionID()), Echo{N: i})
-				if err != nil || got.N != i*10+to.node {
-					bad.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		require.Zero(t, bad.Load(), "requests failed or mismatched")
-	})
-}
-
+// TestClusterInMemory runs the cross-node suite on one MemoryBackplane
+// shared by the nodes.
 func TestClusterInMemory(t *testing.T) {
 	t.Parallel()
-	testCluster(t, communication.NewMemoryBackplane())
+	bp := communication.NewMemoryBackplane()
+	backplanetest.Run(t, func(*testing.T, string) communication.Backplane { return bp })
 }
 
 // TestClusterFailsFast: a request to a client on another node fails at

@@ -2,13 +2,11 @@ package redis_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	communication "github.com/tharga/communication-go"
+	"github.com/tharga/communication-go/backplanetest"
 	"github.com/tharga/communication-go/redis"
 	"github.com/tharga/communication-go/redis/internal/redistest"
 )
@@ -140,103 +139,16 @@ func located(t *testing.T, n *node, c *fleetClient) {
 	require.Equal(t, "ping", recv(t, c.notes, "located ping").Text)
 }
 
+// TestRedisCluster runs the cross-node suite on Redis, each node with a
+// Redis client and Backplane of its own.
 func TestRedisCluster(t *testing.T) {
 	rs := redistest.Start(t)
-	var nodes []*node
-	var clients []*fleetClient
-	for i := range 3 {
-		n := newNode(t, rs.Addr, fmt.Sprintf("node-%d", i))
-		nodes = append(nodes, n)
-		for range 2 {
-			clients = append(clients, connect(t, n, i))
-		}
-	}
-	for _, c := range clients {
-		located(t, nodes[(c.node+1)%3], c)
-	}
-	ctx := ctxT(t, time.Minute)
-
-	t.Run("broadcast reaches every client of 3 nodes exactly once", func(t *testing.T) {
-		require.NoError(t, nodes[0].PostAll(ctx, Note{Text: "to all"}))
-		for _, c := range clients {
-			require.Equal(t, "to all", recv(t, c.notes, "broadcast").Text)
-		}
-		require.NoError(t, nodes[1].PostAll(ctx, Note{Text: "second"}))
-		for _, c := range clients {
-			require.Equal(t, "second", recv(t, c.notes, "second broadcast").Text)
-			select {
-			case n := <-c.notes:
-				t.Fatalf("a broadcast arrived twice: %+v", n)
-			default:
-			}
-		}
-	})
-
-	t.Run("post and request across nodes, by id and by instance", func(t *testing.T) {
-		target := clients[4] // node 2
-		require.NoError(t, nodes[0].Post(ctx, target.ConnectionID(), Note{Text: "by id"}))
-		require.Equal(t, "by id", recv(t, target.notes, "post by id").Text)
-		require.NoError(t, nodes[1].PostToInstance(ctx, target.Instance(), Note{Text: "by instance"}))
-		require.Equal(t, "by instance", recv(t, target.notes, "post by instance").Text)
-		got, err := communication.Send[EchoBack](ctx, nodes[0].To(target.ConnectionID()), Echo{N: 3})
+	backplanetest.Run(t, func(t *testing.T, _ string) communication.Backplane {
+		rdb := goredis.NewClient(&goredis.Options{Addr: rs.Addr})
+		t.Cleanup(func() { _ = rdb.Close() })
+		bp, err := redis.NewBackplane(rdb, redis.WithLogger(testLogger(t)))
 		require.NoError(t, err)
-		require.Equal(t, 32, got.N)
-		got, err = communication.Send[EchoBack](ctx, nodes[1].ToInstance(target.Instance()), Echo{N: 4})
-		require.NoError(t, err)
-		require.Equal(t, 42, got.N)
-		_, err = communication.Send[EchoBack](ctx, nodes[1].To("nobody"), Echo{})
-		require.ErrorIs(t, err, communication.ErrNotConnected)
-	})
-
-	t.Run("posts from one node to one connection keep their order", func(t *testing.T) {
-		target := clients[2] // node 1
-		for i := range 300 {
-			require.NoError(t, nodes[2].Post(ctx, target.ConnectionID(), Note{Text: fmt.Sprint(i)}))
-		}
-		for i := range 300 {
-			require.Equal(t, fmt.Sprint(i), recv(t, target.notes, "ordered post").Text)
-		}
-	})
-
-	t.Run("post to a set, and to every client but one, across nodes", func(t *testing.T) {
-		err := nodes[0].PostTo(ctx, []string{clients[1].ConnectionID(), clients[4].ConnectionID(), "nobody"}, Note{Text: "set"})
-		require.ErrorIs(t, err, communication.ErrNotConnected)
-		require.NoError(t, nodes[0].PostAllExcept(ctx, clients[5].ConnectionID(), Note{Text: "not 5"}))
-		// Posts from one node to a connection keep their order: a marker
-		// that comes next proves nothing else came.
-		for _, c := range clients {
-			require.NoError(t, nodes[0].Post(ctx, c.ConnectionID(), Note{Text: "marker"}))
-		}
-		for i, c := range clients {
-			if i == 1 || i == 4 {
-				require.Equal(t, "set", recv(t, c.notes, "post to a set").Text, "client %d", i)
-			}
-			if i != 5 {
-				require.Equal(t, "not 5", recv(t, c.notes, "post to all but one").Text, "client %d", i)
-			}
-			require.Equal(t, "marker", recv(t, c.notes, "marker").Text, "client %d", i)
-		}
-	})
-
-	t.Run("1,000 cross-node requests in flight", func(t *testing.T) {
-		var wg sync.WaitGroup
-		var bad atomic.Int64
-		for i := range 1000 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				from := i % 3
-				to := clients[(2*from+2+i%2)%6] // a client of the next node
-				got, err := communication.Send[EchoBack](ctx, nodes[from].To(to.ConnectionID()), Echo{N: i})
-				if err != nil || got.N != i*10+to.node {
-					if bad.Add(1) < 5 {
-						t.Logf("request %d: %v, %+v", i, err, got)
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		require.Zero(t, bad.Load())
+		return bp
 	})
 }
 
