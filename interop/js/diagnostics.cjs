@@ -15,39 +15,17 @@
 // input closing ends the browser and the process.
 "use strict";
 
-const { chromium } = require("playwright-core");
-const fs = require("fs");
-const os = require("os");
-const path = require("path");
+const { withChromium } = require("./chromium.cjs");
 const readline = require("readline");
 
 const url = process.env.PAGE_URL;
 const token = process.env.TOKEN;
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const timeout = 20000;
 
 const emit = (event, fields) => process.stdout.write(JSON.stringify(Object.assign({ event }, fields)) + "\n");
 
 async function main() {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "communication-diagnostics-"));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    extraHTTPHeaders: { Authorization: "Bearer " + token },
-    timeout,
-  });
-  context.setDefaultTimeout(timeout);
-  try {
+  await withChromium("communication-diagnostics-", timeout, { extraHTTPHeaders: { Authorization: "Bearer " + token } }, async (context) => {
     const page = await context.newPage();
     const pageErrors = [];
     page.on("pageerror", (e) => pageErrors.push(e.message));
@@ -86,10 +64,7 @@ async function main() {
         pageErrors,
       });
     }
-  } finally {
-    await context.close();
-    fs.rmSync(userDataDir, { recursive: true, force: true });
-  }
+  });
 }
 
 main().then(

@@ -8,43 +8,20 @@
 // PROTOCOL (json | messagepack), CHROMIUM (default /usr/bin/chromium).
 "use strict";
 
-const { chromium } = require("playwright-core");
-const fs = require("fs");
-const os = require("os");
-const path = require("path");
+const { withChromium } = require("../../../interop/js/chromium.cjs");
 
 const base = process.env.BASE_URL;
 const key = process.env.KEY;
 const protocol = process.env.PROTOCOL || "json";
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const timeout = 15000;
 
 const emit = (event, fields) => process.stdout.write(JSON.stringify(Object.assign({ event }, fields)) + "\n");
 const step = (name) => emit("step", { name });
 
 async function main() {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "communication-e2e-"));
-  // launchPersistentContext takes the fresh profile directory that
-  // --user-data-dir would name.
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    timeout,
-  });
-  context.setDefaultTimeout(timeout);
-  const pageErrors = [];
-  const sockets = [];
-  try {
+  await withChromium("communication-e2e-", timeout, {}, async (context) => {
+    const pageErrors = [];
+    const sockets = [];
     const open = async (name, pageKey) => {
       const page = await context.newPage();
       page.on("pageerror", (e) => pageErrors.push(`${name}: ${e.message}`));
@@ -114,10 +91,7 @@ async function main() {
       sockets,
       pageErrors,
     });
-  } finally {
-    await context.close();
-    fs.rmSync(userDataDir, { recursive: true, force: true });
-  }
+  });
 }
 
 main().then(
