@@ -365,26 +365,23 @@ func groupPublications(batch []*publication, groups []group, frames [][]byte) ([
 	return groups, frames
 }
 
-// partitionByChannel reorders batch so that each channel's publications
-// are contiguous, in order of the channels' first appearance and in their
-// order within each: few channels (one per node) make this cheap.
+// partitionByChannel reorders batch in place so that each channel's
+// publications are contiguous, in order of the channels' first appearance
+// and in their order within each; it allocates nothing. Few channels (one
+// per node) and at most maxPipeline publications keep the moves cheap.
 func partitionByChannel(batch []*publication) {
-	sorted := make([]*publication, 0, len(batch))
-	for i, p := range batch {
-		if p == nil {
-			continue
-		}
-		for j := i; j < len(batch); j++ {
-			if batch[j] != nil && batch[j].ch == p.ch {
-				sorted = append(sorted, batch[j])
-				if j > i {
-					batch[j] = nil
-				}
+	for start := 0; start < len(batch); {
+		ch := batch[start].ch
+		end := start + 1
+		for j := end; j < len(batch); j++ {
+			if p := batch[j]; p.ch == ch {
+				copy(batch[end+1:j+1], batch[end:j])
+				batch[end] = p
+				end++
 			}
 		}
-		batch[i] = nil
+		start = end
 	}
-	copy(batch, sorted)
 }
 
 // drainPublications answers what is still waiting when the node stops.
