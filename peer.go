@@ -24,6 +24,9 @@ type outbound interface {
 	Send(ctx context.Context, target string, w *wire.Wrapper) error
 	// TrySend queues one invocation without waiting.
 	TrySend(target string, w *wire.Wrapper) error
+	// SendInline is Send from a goroutine with nothing left to do: it
+	// may write the queue itself (transport.Conn.SendInline).
+	SendInline(ctx context.Context, target string, w *wire.Wrapper) error
 }
 
 // peer is the data plane of one connection, the same on both ends: it
@@ -204,7 +207,7 @@ func (p *peer) runSend(e *entry, w *wire.Wrapper) {
 		return
 	}
 	resp := wire.Wrapper{Type: name, Payload: answer, CorrelationID: w.CorrelationID}
-	err = p.out.Send(p.ctx, wire.TargetResponse, &resp)
+	err = p.out.SendInline(p.ctx, wire.TargetResponse, &resp)
 	if err == nil {
 		p.tel.messageSent(p.ctx, wire.TargetResponse, name)
 	}

@@ -122,6 +122,10 @@ func (f *fakeOut) Send(ctx context.Context, _ string, w *wire.Wrapper) error {
 	return nil
 }
 
+func (f *fakeOut) SendInline(ctx context.Context, target string, w *wire.Wrapper) error {
+	return f.Send(ctx, target, w)
+}
+
 func (f *fakeOut) posts() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

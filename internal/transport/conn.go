@@ -191,7 +191,7 @@ func (c *Conn) SetTransferMode(m signalr.TransferMode) {
 	c.writing = c.writing || start
 	c.mu.Unlock()
 	if start {
-		go c.drain()
+		go c.drain(false)
 	}
 }
 
@@ -329,7 +329,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if isClose {
 		how = admitAlways
 	}
-	err := c.enqueue(context.Background(), how, func(dst []byte) []byte { return append(dst, p...) }, false)
+	err := c.enqueue(context.Background(), how, func(dst []byte) []byte { return append(dst, p...) }, false, false)
 	if err != nil && !errors.Is(err, ErrQueueFull) {
 		return 0, err
 	}
@@ -350,13 +350,24 @@ func (c *Conn) Write(p []byte) (int, error) {
 // Send queues one protocol invocation. It waits for room in a full queue
 // until ctx ends. A message larger than the peer accepts is ErrTooLarge.
 func (c *Conn) Send(ctx context.Context, target string, w *wire.Wrapper) error {
-	return c.enqueue(ctx, admitWait, c.invocation(target, w), true)
+	return c.enqueue(ctx, admitWait, c.invocation(target, w), true, false)
+}
+
+// SendInline is Send for a goroutine that has nothing left to do but
+// this send (a handler's answer): when no write is in progress it writes
+// the queue itself, once, rather than starting a writer goroutine, which
+// spares a goroutine and a hand-off per message when the connection is
+// not busy. It may then block for one write, bounded by the write
+// timeout rather than by ctx; what is queued meanwhile goes to a writer
+// goroutine as usual.
+func (c *Conn) SendInline(ctx context.Context, target string, w *wire.Wrapper) error {
+	return c.enqueue(ctx, admitWait, c.invocation(target, w), true, true)
 }
 
 // TrySend queues one protocol invocation without waiting: a full queue is
 // ErrQueueFull. A message larger than the peer accepts is ErrTooLarge.
 func (c *Conn) TrySend(target string, w *wire.Wrapper) error {
-	return c.enqueue(context.Background(), admitTry, c.invocation(target, w), true)
+	return c.enqueue(context.Background(), admitTry, c.invocation(target, w), true, false)
 }
 
 func (c *Conn) invocation(target string, w *wire.Wrapper) func([]byte) []byte {
@@ -372,14 +383,14 @@ func (c *Conn) refuse(invocationID, message string) {
 	codec := c.codec()
 	_ = c.enqueue(c.ctx, admitWait, func(dst []byte) []byte {
 		return codec.AppendCompletionError(dst, invocationID, message)
-	}, false)
+	}, false, false)
 }
 
 func (c *Conn) complete(invocationID string) {
 	codec := c.codec()
 	_ = c.enqueue(c.ctx, admitWait, func(dst []byte) []byte {
 		return codec.AppendCompletion(dst, invocationID)
-	}, false)
+	}, false, false)
 }
 
 // closedErr is what a send on the closed connection returns: ErrConnClosed,
@@ -404,7 +415,8 @@ const (
 // enqueue appends one encoded frame to the queue under the lock, so that
 // frames leave in the order their senders were admitted. checkSize refuses
 // a frame larger than the peer accepts (ConnConfig.PeerMaxMessage).
-func (c *Conn) enqueue(ctx context.Context, how admit, encode func([]byte) []byte, checkSize bool) error {
+// inline makes the caller the writer when none is running (SendInline).
+func (c *Conn) enqueue(ctx context.Context, how admit, encode func([]byte) []byte, checkSize, inline bool) error {
 	c.mu.Lock()
 	for {
 		if c.closeErr != nil || c.closing {
@@ -443,15 +455,29 @@ func (c *Conn) enqueue(ctx context.Context, how admit, encode func([]byte) []byt
 	start := !c.writing && c.mode != 0
 	c.writing = c.writing || start
 	c.mu.Unlock()
-	if start {
-		go c.drain()
+	switch {
+	case start && inline:
+		c.drain(true)
+	case start:
+		go c.drain(false)
 	}
 	return nil
 }
 
-// drain writes the queue until it is empty, then exits.
-func (c *Conn) drain() {
-	for {
+// drain writes the queue until it is empty, then exits. once (a sender
+// writing inline) writes one batch and leaves the rest to a writer
+// goroutine.
+func (c *Conn) drain(once bool) {
+	for wrote := false; ; wrote = true {
+		if once && wrote {
+			c.mu.Lock()
+			more := len(c.pending) > 0 && c.closeErr == nil
+			c.mu.Unlock()
+			if more {
+				go c.drain(false)
+				return
+			}
+		}
 		// Let the senders that are ready queue their frames first: one
 		// WebSocket write then carries several (a write is a syscall).
 		runtime.Gosched()

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -94,4 +95,69 @@ func TestTooLargeForThePeer(t *testing.T) {
 	c.mu.Unlock()
 	require.Zero(t, queued)
 	require.NoError(t, c.TrySend(wire.TargetPost, &wire.Wrapper{Type: "T", Payload: []byte("{}")}))
+}
+
+// TestSendInlineKeepsOrder: senders that write the queue themselves
+// (SendInline) and senders that leave it to the writer goroutine (Send)
+// share one queue: every frame arrives once, each sender's in order.
+func TestSendInlineKeepsOrder(t *testing.T) {
+	accepted := make(chan *websocket.Conn, 1)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		require.NoError(t, err)
+		accepted <- ws
+		<-r.Context().Done()
+	}))
+	defer hs.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	require.NoError(t, err)
+	defer client.CloseNow()
+	client.SetReadLimit(-1)
+	c := NewConn(context.Background(), <-accepted, ConnConfig{
+		Side: ServerSide, Inbound: nopInbound{}, Logger: slog.New(slog.DiscardHandler),
+		QueueLimit: 64 << 10, WriteTimeout: 10 * time.Second,
+	})
+	defer c.Close(nil)
+	c.SetTransferMode(signalr.TextTransferMode)
+
+	const senders, each = 8, 300
+	for s := range senders {
+		go func() {
+			for i := range each {
+				w := &wire.Wrapper{Type: strconv.Itoa(s), Payload: []byte(strconv.Itoa(i))}
+				send := c.Send
+				if (s+i)%2 == 0 {
+					send = c.SendInline
+				}
+				if err := send(ctx, wire.TargetPost, w); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	next := make([]int, senders)
+	codec := wire.CodecFor(wire.JSON)
+	for got := 0; got < senders*each; {
+		_, data, err := client.Read(ctx)
+		require.NoError(t, err)
+		for len(data) > 0 {
+			frame, rest, ok, err := codec.Next(data, 0)
+			require.NoError(t, err)
+			require.True(t, ok, "a frame split across messages")
+			var m wire.Message
+			require.NoError(t, codec.Parse(frame, &m))
+			s, err := strconv.Atoi(m.Wrapper.Type)
+			require.NoError(t, err)
+			require.Equal(t, strconv.Itoa(next[s]), string(m.Wrapper.Payload), "sender %d out of order", s)
+			next[s]++
+			got++
+			data = rest
+		}
+	}
+	for s, n := range next {
+		require.Equal(t, each, n, "sender %d", s)
+	}
 }
