@@ -13,6 +13,7 @@ import (
 	"github.com/tharga/communication-go/internal/pending"
 	"github.com/tharga/communication-go/internal/recovery"
 	"github.com/tharga/communication-go/internal/serial"
+	"github.com/tharga/communication-go/internal/stack"
 	"github.com/tharga/communication-go/internal/transport"
 	"github.com/tharga/communication-go/internal/wire"
 )
@@ -168,6 +169,7 @@ func (p *peer) handleSend(m *wire.Message) bool {
 	}
 	p.wg.Add(1)
 	go func() {
+		stack.Grow()
 		defer p.wg.Done()
 		defer p.requests.release()
 		if p.shared != nil {

@@ -120,6 +120,13 @@ func serverMain(args []string) error {
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
 		st.HeapAlloc, st.StackInuse = m.HeapAlloc, m.StackInuse
+		if dir := os.Getenv("FLEET_PROFILE_DIR"); dir != "" && st.GC {
+			// What the memory per client is made of: the live heap by
+			// allocation site, and the goroutines by where they wait.
+			if err := writeProfiles(dir, st.Connected); err != nil {
+				log.Printf("fleet server: profiles not written: %v", err)
+			}
+		}
 		st.Goroutines = runtime.NumGoroutine()
 		mu.Lock()
 		st.Broadcast = last
@@ -269,6 +276,30 @@ func (l logTally) Write(p []byte) (int, error) {
 	s := addrPort.ReplaceAllString(strings.TrimSpace(string(p)), "$1:*")
 	l.t.add(backoff.ReplaceAllString(s, "; retrying"))
 	return len(p), nil
+}
+
+// writeProfiles writes the live heap (after a GC) and the goroutines of
+// this server, with connected clients, to dir.
+func writeProfiles(dir string, connected int) error {
+	for _, p := range []struct {
+		name  string
+		debug int
+	}{{"heap", 0}, {"goroutine", 1}} {
+		ext := map[int]string{0: "pprof", 1: "txt"}[p.debug]
+		path := filepath.Join(dir, fmt.Sprintf("server-%d-%s-%d.%s", os.Getpid(), p.name, connected, ext))
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		err = pprof.Lookup(p.name).WriteTo(f, p.debug)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // profileFor writes a CPU profile of the next d to path.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tharga/communication-go/internal/recovery"
 	"github.com/tharga/communication-go/internal/signal"
+	"github.com/tharga/communication-go/internal/stack"
 )
 
 // ErrClosed reports a Push after Close.
@@ -107,6 +108,8 @@ func (q *Queue) TryPush(fn func()) (bool, <-chan struct{}, error) {
 }
 
 func (q *Queue) drain(idle chan struct{}) {
+	// The functions are handlers: they decode messages.
+	stack.Grow()
 	defer close(idle)
 	for {
 		q.mu.Lock()
