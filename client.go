@@ -489,11 +489,14 @@ func (c *Client) session(ctx context.Context, r *runState) (stable bool, err err
 	sc := &sessionConn{Conn: conn, ready: func() { c.established(ctx, r, p) }}
 	sr, err := signalr.NewClient(ctx,
 		signalr.WithConnection(sc),
-		signalr.TransferFormat(transferFormat(c.cfg.protocol)),
+		// philippseith runs the session on MessagePack whatever this end
+		// speaks (see internal/transport/inner.go): its JSON reader holds
+		// 32 KiB per connection while it waits.
+		signalr.TransferFormat(signalr.TransferFormatBinary),
 		signalr.KeepAliveInterval(c.cfg.keepAlive),
 		signalr.TimeoutInterval(c.cfg.timeout),
 		signalr.HandshakeTimeout(c.cfg.handshakeTimeout),
-		signalr.MaximumReceiveMessageSize(4096),
+		signalr.MaximumReceiveMessageSize(512),
 		signalr.WithReceiver(&receiver{}),
 		signalr.Logger(kitLogger{c.log}, debugEnabled(c.log)),
 	)
@@ -739,13 +742,6 @@ func (c *Client) header() http.Header {
 	h.Set(correlationHeader, "1")
 	h.Set(maxMessageHeader, strconv.Itoa(c.cfg.maxMessage))
 	return h
-}
-
-func transferFormat(p Protocol) signalr.TransferFormatType {
-	if p == MessagePack {
-		return signalr.TransferFormatBinary
-	}
-	return signalr.TransferFormatText
 }
 
 // receiver is the philippseith client's receiver: no methods, as the

@@ -469,3 +469,52 @@ func TestSlowConsumerReachesCaller(t *testing.T) {
 	require.ErrorIs(t, err, communication.ErrConnectionLost)
 	require.ErrorIs(t, err, communication.ErrSlowConsumer)
 }
+
+// TestIdleConnectionOutlivesTimeouts: a connection with no traffic but
+// the keep-alive pings stays up for many times the idle timeout on both
+// ends, in both protocols. philippseith runs its session on MessagePack
+// whatever the peer speaks, and is handed each ping as a frame it reads
+// whole (internal/transport/inner.go): were a sign of life held back
+// until the next one, its timeout would fire.
+func TestIdleConnectionOutlivesTimeouts(t *testing.T) {
+	t.Parallel()
+	for name, proto := range map[string]communication.Protocol{"json": communication.JSON, "messagepack": communication.MessagePack} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			timing := []communication.Option{
+				communication.WithKeepAliveInterval(40 * time.Millisecond),
+				communication.WithIdleTimeout(200 * time.Millisecond),
+			}
+			ts := newServer(t, timing[0], timing[1])
+			got := make(chan Note, 1)
+			var drops atomic.Int64
+			c := newClient(t, ts, timing[0], timing[1], communication.WithProtocol(proto),
+				communication.WithStateHandler(func(sc communication.StateChange) {
+					if sc.State == communication.Reconnecting {
+						drops.Add(1)
+					}
+				}))
+			require.NoError(t, communication.HandlePost(c.Handlers(), communication.PostHandlerFunc[Note](func(_ context.Context, n Note) error {
+				got <- n
+				return nil
+			})))
+			require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
+			id := c.ConnectionID()
+			waitConnected(t, ts, id)
+			// The server posts once the connection has been idle for ten
+			// timeouts.
+			stop := time.AfterFunc(2*time.Second, func() {
+				_ = ts.Post(context.Background(), id, Note{Text: "still here"})
+			})
+			defer stop.Stop()
+			select {
+			case n := <-got:
+				require.Equal(t, "still here", n.Text)
+			case <-ctxT(t, 10*time.Second).Done():
+				t.Fatal("the post after the idle period never arrived")
+			}
+			require.Equal(t, id, c.ConnectionID(), "the connection stayed the same")
+			require.Zero(t, drops.Load(), "the connection dropped while idle")
+		})
+	}
+}

@@ -141,7 +141,7 @@ func AddServer(opts ...ServerOption) (*Server, error) {
 		signalr.HandshakeTimeout(cfg.handshakeTimeout),
 		// Only session traffic reaches philippseith: its per-connection
 		// receive buffer need not hold a data message.
-		signalr.MaximumReceiveMessageSize(4096),
+		signalr.MaximumReceiveMessageSize(512),
 		signalr.Logger(kitLogger{cfg.logger}, debugEnabled(cfg.logger)),
 	)
 	if err != nil {

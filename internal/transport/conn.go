@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -77,10 +78,15 @@ type Conn struct {
 	log    *slog.Logger
 	proto  atomic.Uint32 // wire.Protocol, 0 until known
 
-	// read side: used only by philippseith's reader goroutine.
+	// read side: used only by philippseith's reader goroutines.
 	passBuf []byte
 	pass    []byte
 	busy    bool // the Inbound refused a message: offer it again when ready
+	// passed says whether philippseith has read the handshake; after it,
+	// innerAt is where in its current frame the next read starts
+	// (inner.go: every frame is cut in two reads).
+	passed  bool
+	innerAt int
 
 	mu       sync.Mutex
 	id       string
@@ -259,9 +265,39 @@ func (c *Conn) Read(p []byte) (int, error) {
 			defer c.fail(err)
 		}
 	}
-	n := copy(p, c.pass)
+	n := copy(p[:min(len(p), c.nextCut())], c.pass)
+	c.advance(n)
 	c.pass = c.pass[n:]
 	return n, nil
+}
+
+// nextCut is how many of the bytes waiting for philippseith one read may
+// return: the handshake alone (philippseith reads it with a reader of its
+// own and drops what follows it in the same read), then each frame in two
+// reads (inner.go).
+func (c *Conn) nextCut() int {
+	if !c.passed {
+		if i := bytes.IndexByte(c.pass, wire.RecordSeparator); i >= 0 {
+			return i + 1
+		}
+		return len(c.pass)
+	}
+	if c.innerAt < innerCut {
+		return innerCut - c.innerAt
+	}
+	return innerFrame - c.innerAt
+}
+
+// advance records that philippseith read the next n bytes, p's head.
+func (c *Conn) advance(n int) {
+	if n == 0 {
+		return
+	}
+	if !c.passed {
+		c.passed = c.pass[n-1] == wire.RecordSeparator
+		return
+	}
+	c.innerAt = (c.innerAt + n) % innerFrame
 }
 
 // readFailed ends the connection over a failed read. A write that times
@@ -316,20 +352,37 @@ func (c *Conn) Write(p []byte) (int, error) {
 	mode := c.mode
 	c.mu.Unlock()
 	if mode == 0 {
+		out := p
+		if c.cfg.Side == ClientSide && bytes.HasSuffix(p, []byte{wire.RecordSeparator}) {
+			// philippseith asks for MessagePack (inner.go); the server
+			// is asked for the protocol of this end.
+			if _, err := wire.ParseHandshakeRequest(p[:len(p)-1]); err == nil {
+				out = wire.AppendHandshakeRequest(nil, c.Protocol())
+			}
+		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.writeTimeout())
 		defer cancel()
-		if err := c.link.write(ctx, false, p); err != nil {
+		if err := c.link.write(ctx, false, out); err != nil {
 			c.Close(err)
 			return 0, err
 		}
 		return len(p), nil
 	}
-	isClose := isCloseFrame(p, c.codec())
+	// philippseith speaks MessagePack (inner.go): its pings and close
+	// messages go out in the peer's protocol.
+	codec := c.codec()
+	out, isClose, dropped := fromInner(nil, p, codec)
+	if dropped > 0 {
+		c.log.Debug("communication: session message of philippseith not passed on", "connection", c.ConnectionID(), "count", dropped)
+	}
+	if len(out) == 0 {
+		return len(p), nil
+	}
 	how := admitTry // a ping that finds the queue full is dropped
 	if isClose {
 		how = admitAlways
 	}
-	err := c.enqueue(context.Background(), how, func(dst []byte) []byte { return append(dst, p...) }, false, false)
+	err := c.enqueue(context.Background(), how, func(dst []byte) []byte { return append(dst, out...) }, false, false)
 	if err != nil && !errors.Is(err, ErrQueueFull) {
 		return 0, err
 	}
@@ -622,15 +675,4 @@ func (c *Conn) Close(reason error) {
 		c.link.close()
 		c.log.Debug("communication: connection closed", "connection", c.ConnectionID(), "reason", reason)
 	})
-}
-
-// isCloseFrame tells whether p, which philippseith wrote, is a SignalR
-// close message.
-func isCloseFrame(p []byte, codec wire.Codec) bool {
-	frame, _, ok, err := codec.Next(p, 0)
-	if err != nil || !ok {
-		return false
-	}
-	var m wire.Message
-	return codec.Parse(frame, &m) == nil && m.Type == wire.TypeClose
 }

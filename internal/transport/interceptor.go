@@ -213,14 +213,14 @@ func (ic *Interceptor) Feed(data []byte, pass []byte) ([]byte, error) {
 			intercepted = true
 			continue
 		}
-		var passed bool
-		passed, err = ic.route(frame, raw)
+		var inner []byte
+		inner, err = ic.route(frame)
 		if errors.Is(err, ErrBusy) {
 			buf = start
 			break
 		}
-		if passed {
-			pass = append(pass, raw...)
+		if inner != nil {
+			pass = append(pass, inner...)
 			ic.lastPass = time.Now()
 		} else {
 			intercepted = true
@@ -248,11 +248,11 @@ func (ic *Interceptor) dropped(size int64) {
 	ic.log.Warn("communication: hub message dropped", "reason", "exceeds the maximum message size", "size", size, "max", ic.maxMessage)
 }
 
-// appendPing appends a ping in the connection's protocol: philippseith
-// takes it as a sign of life from the peer.
+// appendPing appends a sign of life for philippseith (see inner.go): it
+// takes it as traffic from the peer.
 func (ic *Interceptor) appendPing(pass []byte) []byte {
 	ic.lastPass = time.Now()
-	return ic.codec.AppendPing(pass)
+	return append(pass, innerAlive...)
 }
 
 func (ic *Interceptor) handshake(frame, raw, pass []byte) ([]byte, error) {
@@ -283,18 +283,22 @@ func (ic *Interceptor) handshake(frame, raw, pass []byte) ([]byte, error) {
 	if ic.onHandshake != nil {
 		ic.onHandshake(ic.proto)
 	}
+	if ic.side == ServerSide {
+		// philippseith runs the session on MessagePack (inner.go).
+		return append(pass, innerHandshake...), nil
+	}
 	return append(pass, raw...), nil
 }
 
-// route decides what one hub message is. It reports whether philippseith
-// must see the message.
-func (ic *Interceptor) route(frame, raw []byte) (bool, error) {
+// route decides what one hub message is. It returns what philippseith
+// must be handed for it (inner.go), nil for nothing.
+func (ic *Interceptor) route(frame []byte) ([]byte, error) {
 	m := &ic.msg
 	if err := ic.codec.Parse(frame, m); err != nil {
 		// The frame boundary is known, so the stream stays in step: drop
 		// the message and keep the connection.
 		ic.log.Warn("communication: malformed hub message dropped", "error", err)
-		return false, nil
+		return nil, nil
 	}
 	switch m.Type {
 	case wire.TypeInvocation, wire.TypeStreamInvocation:
@@ -308,25 +312,28 @@ func (ic *Interceptor) route(frame, raw []byte) (bool, error) {
 			m.Target = target
 			id := m.InvocationID
 			if !ic.in.HandleMessage(m) {
-				return false, ErrBusy
+				return nil, ErrBusy
 			}
 			if id != "" && ic.complete != nil {
 				ic.complete(id)
 			}
 		}
-		return false, nil
+		return nil, nil
 	case wire.TypePing:
-		return true, nil
+		return innerAlive, nil
 	case wire.TypeClose:
 		if ic.side == ClientSide {
-			return false, &ClosedByPeerError{Message: m.CloseError, AllowReconnect: m.AllowReconnect}
+			return nil, &ClosedByPeerError{Message: m.CloseError, AllowReconnect: m.AllowReconnect}
 		}
-		return true, nil
+		if m.CloseError != "" {
+			ic.log.Debug("communication: the client closed the connection", "error", m.CloseError)
+		}
+		return innerClose, nil
 	default:
 		// Completions, stream items and cancellations answer nothing we
 		// sent: philippseith would close the connection over them.
 		ic.log.Debug("communication: unexpected hub message dropped", "type", m.Type)
-		return false, nil
+		return nil, nil
 	}
 }
 

@@ -48,6 +48,8 @@ type Codec interface {
 	AppendCompletionError(dst []byte, invocationID, message string) []byte
 	// AppendPing appends a keep-alive message.
 	AppendPing(dst []byte) []byte
+	// AppendClose appends a close message; an empty reason is none.
+	AppendClose(dst []byte, reason string, allowReconnect bool) []byte
 }
 
 // Codecs of the two hub protocols. The handshake is always JSON: it is
@@ -108,6 +110,10 @@ func (jsonCodec) AppendCompletionError(dst []byte, invocationID, message string)
 
 func (jsonCodec) AppendPing(dst []byte) []byte { return AppendJSONPing(dst) }
 
+func (jsonCodec) AppendClose(dst []byte, reason string, allowReconnect bool) []byte {
+	return AppendJSONClose(dst, reason, allowReconnect)
+}
+
 type msgpackCodec struct{}
 
 func (msgpackCodec) Protocol() Protocol { return MessagePack }
@@ -143,3 +149,7 @@ func (msgpackCodec) AppendCompletionError(dst []byte, invocationID, message stri
 }
 
 func (msgpackCodec) AppendPing(dst []byte) []byte { return AppendMsgPackPing(dst) }
+
+func (msgpackCodec) AppendClose(dst []byte, reason string, allowReconnect bool) []byte {
+	return AppendMsgPackClose(dst, reason, allowReconnect)
+}

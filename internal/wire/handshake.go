@@ -123,3 +123,11 @@ func walkHandshake(record []byte, member func(s *jsonScanner, key []byte, plain 
 	}
 	return nil
 }
+
+// AppendHandshakeRequest appends a client's handshake record for p,
+// {"protocol":"json","version":1}, separator included.
+func AppendHandshakeRequest(dst []byte, p Protocol) []byte {
+	dst = append(dst, `{"protocol":"`...)
+	dst = append(dst, p.String()...)
+	return append(dst, "\",\"version\":1}\x1e"...)
+}

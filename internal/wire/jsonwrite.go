@@ -72,6 +72,21 @@ func AppendJSONPing(dst []byte) []byte {
 	return append(dst, "{\"type\":6}\x1e"...)
 }
 
+// AppendJSONClose appends a close message, {"type":7}, with its error when
+// reason is not empty and allowReconnect when it is true, as ASP.NET Core
+// writes them.
+func AppendJSONClose(dst []byte, reason string, allowReconnect bool) []byte {
+	dst = append(dst, "{\"type\":7"...)
+	if reason != "" {
+		dst = append(dst, ",\"error\":"...)
+		dst = appendJSONString(dst, reason)
+	}
+	if allowReconnect {
+		dst = append(dst, ",\"allowReconnect\":true"...)
+	}
+	return append(dst, '}', RecordSeparator)
+}
+
 // AppendJSONString appends s as a quoted JSON string. It escapes what JSON
 // requires plus U+2028 and U+2029 (which JavaScript peers cannot take raw),
 // and writes each byte of invalid UTF-8 as \ufffd, as encoding/json does,

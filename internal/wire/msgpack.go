@@ -202,3 +202,47 @@ func parseMsgPackClose(r *mpReader, n int, m *Message) (int, error) {
 	}
 	return n, nil
 }
+
+// ParseSessionMsgPack reads the type of a MessagePack frame (without its
+// length prefix) that philippseith/signalr v0.11.0 wrote, and for a close
+// message its error and allowReconnect. Its close messages carry a headers
+// map the protocol does not have ([7, {}, error, allowReconnect] under an
+// array header of 3), which ParseMsgPack refuses: this reads both shapes.
+func ParseSessionMsgPack(frame []byte) (typ int, reason string, allowReconnect bool, err error) {
+	r := &mpReader{b: frame}
+	if _, ok := r.arrayLen(); !ok {
+		return 0, "", false, fmt.Errorf("%w: not an array", ErrMalformed)
+	}
+	t, ok := r.int()
+	if !ok {
+		return 0, "", false, fmt.Errorf("%w: no message type", ErrMalformed)
+	}
+	if t != TypeClose {
+		return int(t), "", false, nil
+	}
+	if r.i < len(r.b) && r.kind() == mpMap {
+		if !r.skip(0) {
+			return 0, "", false, fmt.Errorf("%w: truncated close headers", ErrMalformed)
+		}
+	}
+	if r.i < len(r.b) {
+		switch r.kind() {
+		case mpNil:
+			r.i++
+		case mpStr:
+			msg, ok := r.bytes()
+			if !ok {
+				return 0, "", false, fmt.Errorf("%w: truncated close error", ErrMalformed)
+			}
+			reason = string(msg)
+		default:
+			return 0, "", false, fmt.Errorf("%w: close error is neither nil nor a string", ErrMalformed)
+		}
+	}
+	if r.i < len(r.b) {
+		if b, ok := r.bool(); ok {
+			allowReconnect = b
+		}
+	}
+	return TypeClose, reason, allowReconnect, nil
+}

@@ -89,6 +89,26 @@ func AppendMsgPackPing(dst []byte) []byte {
 	return append(dst, 0x02, 0x91, TypePing)
 }
 
+// AppendMsgPackClose appends a close message, [7, error, allowReconnect]
+// (error nil when reason is empty), length prefix included.
+func AppendMsgPackClose(dst []byte, reason string, allowReconnect bool) []byte {
+	size := 1 + 1 + 1 + 1
+	if reason != "" {
+		size += mpStrSize(len(reason)) - 1
+	}
+	dst = binary.AppendUvarint(dst, uint64(size))
+	dst = append(dst, 0x93, TypeClose)
+	if reason == "" {
+		dst = append(dst, 0xc0)
+	} else {
+		dst = appendMsgPackStr(dst, reason)
+	}
+	if allowReconnect {
+		return append(dst, 0xc3)
+	}
+	return append(dst, 0xc2)
+}
+
 // mpStrSize is the encoded size of a str of n bytes.
 func mpStrSize(n int) int {
 	switch {
