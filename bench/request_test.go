@@ -29,6 +29,9 @@ import (
 //     hub method that wakes the waiting goroutine.
 //   - websocket: one raw WebSocket message each way, echoed by a read-write
 //     loop on the other side.
+//   - websocket-mux: the same with the hand-offs between goroutines that a
+//     library with many requests per connection needs (benchRequestWSMux):
+//     the floor this library's rows are measured against too.
 func BenchmarkRequest(b *testing.B) {
 	for _, dir := range []string{"client-to-server", "server-to-client"} {
 		s2c := dir == "server-to-client"
@@ -39,6 +42,7 @@ func BenchmarkRequest(b *testing.B) {
 				b.Run(name+p.name+"/signalr", func(b *testing.B) { benchRequestRaw(b, p, s2c, inflight) })
 			}
 			b.Run(name+"json/websocket", func(b *testing.B) { benchRequestWS(b, s2c, inflight) })
+			b.Run(name+"json/websocket-mux", func(b *testing.B) { benchRequestWSMux(b, s2c, inflight) })
 		}
 	}
 }
