@@ -100,6 +100,10 @@ type Conn struct {
 	writeAt  time.Time // when the write in progress started; zero when none
 	stalled  bool      // a write ran out its timeout: the peer does not read
 
+	// watchdog ends the link under a write that has run out its time:
+	// the write then fails, and the Conn ends as a slow consumer.
+	watchdog *time.Timer
+
 	closeOnce sync.Once
 	done      chan struct{}
 	stopWatch func() bool // ends the watch on the parent context; under mu
@@ -145,6 +149,8 @@ func newConn(ctx context.Context, l link, cfg ConnConfig) *Conn {
 	if cfg.Side == ClientSide {
 		c.proto.Store(uint32(cfg.Protocol))
 	}
+	c.watchdog = time.AfterFunc(time.Hour, c.writeOverdue)
+	c.watchdog.Stop()
 	stop := context.AfterFunc(ctx, func() { c.Close(context.Cause(ctx)) })
 	c.mu.Lock()
 	c.stopWatch = stop
@@ -574,20 +580,23 @@ func (c *Conn) writeBatches(buf []byte) error {
 		if n > maxBatch {
 			n = splitPoint(buf, codec)
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.writeTimeout())
 		c.mu.Lock()
 		c.writeAt = time.Now()
 		c.mu.Unlock()
-		err := c.link.write(ctx, codec.Binary(), buf[:n])
+		// The write timeout is the watchdog's, not a context's: a
+		// context per write (and the watch coder/websocket puts on it)
+		// cost more than the rest of a small write.
+		c.watchdog.Reset(c.writeTimeout())
+		err := c.link.write(context.Background(), codec.Binary(), buf[:n])
+		c.watchdog.Stop()
 		c.mu.Lock()
 		if err != nil && time.Since(c.writeAt) >= c.writeTimeout() {
 			c.stalled = true
 		}
 		c.writeAt = time.Time{}
 		c.mu.Unlock()
-		cancel()
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil || c.isStalled() {
+			if c.isStalled() {
 				return fmt.Errorf("%w: a write did not complete in %v", ErrStalled, c.writeTimeout())
 			}
 			return err
@@ -627,6 +636,22 @@ func (c *Conn) isStalled() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.stalled
+}
+
+// writeOverdue is the watchdog's: when the write in progress has run out
+// its time, the peer is a slow consumer; ending the link makes the write
+// fail. A watchdog that fires as a write ends, or for an earlier write,
+// finds none overdue and does nothing.
+func (c *Conn) writeOverdue() {
+	c.mu.Lock()
+	overdue := !c.writeAt.IsZero() && time.Since(c.writeAt) >= c.writeTimeout()
+	if overdue {
+		c.stalled = true
+	}
+	c.mu.Unlock()
+	if overdue {
+		c.link.close()
+	}
 }
 
 func (c *Conn) writeTimeout() time.Duration {
