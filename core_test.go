@@ -462,3 +462,43 @@ func TestMountBesideRoot(t *testing.T) {
 	c := startClient(t, ts)
 	require.True(t, c.IsConnected())
 }
+
+// TestSendTimeoutWithoutDeadline: a request whose context has no deadline
+// ends after the send timeout, in both directions, with ErrTimeout
+// (context.DeadlineExceeded too); the handler's context ends with it, as
+// the deadline travels with the request.
+func TestSendTimeoutWithoutDeadline(t *testing.T) {
+	t.Parallel()
+	const timeout = 150 * time.Millisecond
+	ts := newServer(t, communication.WithSendTimeout(timeout))
+	ended := make(chan error, 2)
+	hang := communication.SendHandlerFunc[Hang, HangBack](func(ctx context.Context, h Hang) (HangBack, error) {
+		<-ctx.Done()
+		ended <- ctx.Err()
+		return HangBack{}, ctx.Err()
+	})
+	require.NoError(t, communication.HandleSend(ts.Handlers(), hang))
+	c := newClient(t, ts, communication.WithSendTimeout(timeout))
+	require.NoError(t, communication.HandleSend(c.Handlers(), hang))
+	require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
+	waitConnected(t, ts, c.ConnectionID())
+
+	for _, to := range []communication.Endpoint{c, ts.To(c.ConnectionID())} {
+		_, err := communication.Send[HangBack](context.Background(), to, Hang{})
+		require.ErrorIs(t, err, communication.ErrTimeout)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		select {
+		case err := <-ended:
+			require.ErrorIs(t, err, context.DeadlineExceeded, "the handler's context ends at the request's deadline")
+		case <-ctxT(t, 10*time.Second).Done():
+			t.Fatal("the handler's context never ended")
+		}
+	}
+	// The connection serves on.
+	require.NoError(t, communication.HandleSend(ts.Handlers(), communication.SendHandlerFunc[Echo, EchoBack](func(_ context.Context, e Echo) (EchoBack, error) {
+		return EchoBack(e), nil
+	})))
+	got, err := communication.Send[EchoBack](context.Background(), c, Echo{N: 7})
+	require.NoError(t, err)
+	require.Equal(t, 7, got.N)
+}

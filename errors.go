@@ -1,6 +1,7 @@
 package communication
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -186,14 +187,15 @@ func (e *RemoteError) Error() string {
 }
 
 // Is lets errors.Is(err, ErrUnknownType) match a remote unknown-type
-// answer, and errors.Is(err, ErrTimeout) a remote handler that ran out of
-// time (the caller's deadline travels with the request, so the remote side
-// may notice first).
+// answer, and errors.Is(err, ErrTimeout) (and context.DeadlineExceeded, as
+// a local timeout does) a remote handler that ran out of time: the
+// caller's deadline travels with the request, so the remote side may
+// notice first.
 func (e *RemoteError) Is(target error) bool {
 	switch target {
 	case ErrUnknownType:
 		return e.Code == CodeUnknownType || isDotNetUnknown(e.Message)
-	case ErrTimeout:
+	case ErrTimeout, context.DeadlineExceeded:
 		return e.Code == CodeTimeout
 	case ErrTooLarge:
 		return e.Code == CodeTooLarge

@@ -309,29 +309,59 @@ func (p *peer) request(ctx context.Context, req any, respType reflect.Type) (wir
 // wrapper; respName is the answer's expected wire name. An error answer
 // is a *RemoteError.
 func (p *peer) requestWrapper(ctx context.Context, w wire.Wrapper, respName string) (wire.Wrapper, error) {
-	if _, ok := ctx.Deadline(); !ok {
+	dl, bounded := ctx.Deadline()
+	// wait bounds the wait for the answer when ctx has no deadline. With
+	// a peer that echoes correlation ids nothing else waits on ctx but a
+	// full queue (below), so a timer does, cheaper than a context of our
+	// own per request.
+	var wait time.Duration
+	switch {
+	case bounded:
+	case p.pending.Echoes():
+		wait = p.cfg.sendTimeout
+		dl = time.Now().Add(wait)
+	default:
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.cfg.sendTimeout)
 		defer cancel()
+		dl, _ = ctx.Deadline()
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		if ms := time.Until(dl).Milliseconds(); ms > 0 {
-			w.TimeoutMillis = ms
-		}
+	if ms := time.Until(dl).Milliseconds(); ms > 0 {
+		w.TimeoutMillis = ms
 	}
 	injectTrace(ctx, &w)
 	call, err := p.pending.Add(ctx, w.Type, respName, func(id string) error {
 		w.CorrelationID = id
-		err := p.out.Send(ctx, wire.TargetSend, &w)
+		err := p.out.TrySend(wire.TargetSend, &w)
+		if errors.Is(err, transport.ErrQueueFull) {
+			// Wait for room, until the request's deadline.
+			sctx, cancel := context.WithDeadline(ctx, dl)
+			err = p.out.Send(sctx, wire.TargetSend, &w)
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				err = errSendTimedOut
+			}
+			cancel()
+		}
 		if err == nil {
 			p.tel.messageSent(ctx, wire.TargetSend, w.Type)
 		}
 		return err
 	})
+	if errors.Is(err, errSendTimedOut) {
+		return wire.Wrapper{}, &timeoutError{typ: w.Type, cause: context.DeadlineExceeded}
+	}
 	if err != nil {
 		return wire.Wrapper{}, p.requestErr(ctx, w.Type, err)
 	}
-	res := call.Wait(ctx)
+	var res pending.Result
+	if wait > 0 {
+		res = call.WaitFor(ctx, wait)
+		if res.Err == context.DeadlineExceeded && ctx.Err() == nil {
+			return wire.Wrapper{}, &timeoutError{typ: w.Type, cause: context.DeadlineExceeded}
+		}
+	} else {
+		res = call.Wait(ctx)
+	}
 	if res.Err != nil {
 		return wire.Wrapper{}, p.requestErr(ctx, w.Type, res.Err)
 	}
@@ -342,6 +372,10 @@ func (p *peer) requestWrapper(ctx context.Context, w wire.Wrapper, respName stri
 	}
 	return res.Wrapper, nil
 }
+
+// errSendTimedOut is a request that ran out of time waiting for room in
+// the connection's queue.
+var errSendTimedOut = errors.New("timed out waiting for room in the send queue")
 
 func (p *peer) requestErr(ctx context.Context, typ string, err error) error {
 	switch {

@@ -194,6 +194,22 @@ func (t *Table) overlaps(reqType, respType string) bool {
 	return false
 }
 
+// Echoes reports whether the peer is known to echo correlation ids: then
+// Add never waits on its context.
+func (t *Table) Echoes() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.echo
+}
+
+// timers are the timers of WaitFor, reused: a stopped timer's channel is
+// empty (Go 1.23 and later), so a reused one cannot fire early.
+var timers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
 // Wait blocks until the answer arrives, the table closes or ctx ends. When
 // ctx ends first, the request is abandoned: its late answer is dropped.
 func (c *Call) Wait(ctx context.Context) Result {
@@ -202,6 +218,36 @@ func (c *Call) Wait(ctx context.Context) Result {
 		return r
 	case <-ctx.Done():
 	}
+	return c.abandon(ctx.Err())
+}
+
+// WaitFor is Wait, giving up after d too (with
+// context.DeadlineExceeded): cheaper than a context with a timeout of its
+// own for a caller whose ctx has none.
+func (c *Call) WaitFor(ctx context.Context, d time.Duration) Result {
+	select {
+	case r := <-c.ch:
+		return r
+	default:
+	}
+	t := timers.Get().(*time.Timer)
+	t.Reset(d)
+	defer func() {
+		t.Stop()
+		timers.Put(t)
+	}()
+	select {
+	case r := <-c.ch:
+		return r
+	case <-ctx.Done():
+		return c.abandon(ctx.Err())
+	case <-t.C:
+		return c.abandon(context.DeadlineExceeded)
+	}
+}
+
+// abandon gives up on the answer with err, unless it arrived meanwhile.
+func (c *Call) abandon(err error) Result {
 	t := c.t
 	t.mu.Lock()
 	select {
@@ -225,7 +271,7 @@ func (c *Call) Wait(ctx context.Context) Result {
 	if left {
 		t.event(c, false)
 	}
-	return Result{Err: ctx.Err()}
+	return Result{Err: err}
 }
 
 // Resolve matches an answer to its request and reports whether one took it.

@@ -193,3 +193,35 @@ func TestSlowSendHoldsNoLock(t *testing.T) {
 	require.Equal(t, "c", string(c.c.Wait(context.Background()).Wrapper.Payload))
 	require.Zero(t, outstanding(tb))
 }
+
+// TestWaitFor: the answer when it comes in time; otherwise, after d,
+// context.DeadlineExceeded, the request abandoned (its late answer
+// dropped), and the timer reused by the next wait without firing early.
+func TestWaitFor(t *testing.T) {
+	tb := New(InOrder, true, nil)
+	require.True(t, tb.Echoes())
+
+	a := add(t, tb, "Req", "Resp")
+	go tb.Resolve(answer("Resp", a.ID(), "a"))
+	require.Equal(t, "a", string(a.WaitFor(context.Background(), time.Minute).Wrapper.Payload))
+
+	b := add(t, tb, "Req", "Resp")
+	r := b.WaitFor(context.Background(), 10*time.Millisecond)
+	require.Equal(t, context.DeadlineExceeded, r.Err)
+	require.False(t, tb.Resolve(answer("Resp", b.ID(), "late")), "a late answer taken")
+	require.Zero(t, outstanding(tb))
+
+	// Timers come back stopped: a wait right after one that timed out
+	// gets its answer, not the old timer's tick.
+	for range 100 {
+		c := add(t, tb, "Req", "Resp")
+		go tb.Resolve(answer("Resp", c.ID(), "c"))
+		require.NoError(t, c.WaitFor(context.Background(), time.Minute).Err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d := add(t, tb, "Req", "Resp")
+	require.ErrorIs(t, d.WaitFor(ctx, time.Minute).Err, context.Canceled)
+
+	require.False(t, New(AnyOrder, false, nil).Echoes())
+}
