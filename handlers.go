@@ -49,7 +49,3 @@ func SenderFrom(ctx context.Context) (Sender, bool) {
 	s, ok := ctx.Value(senderKey{}).(Sender)
 	return s, ok
 }
-
-func withSender(ctx context.Context, s Sender) context.Context {
-	return context.WithValue(ctx, senderKey{}, s)
-}

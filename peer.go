@@ -124,10 +124,9 @@ func (p *peer) handlePost(m *wire.Message) bool {
 			}
 			defer p.shared.release()
 		}
-		ctx, cancel := context.WithTimeout(p.life, p.cfg.handlerTimeout)
-		defer cancel()
-		ctx = withSender(ctx, Sender{ConnectionID: p.id, Type: typ})
-		if err := e.post(ctx, payload); err != nil {
+		hc := newHandlerContext(p.life, p.cfg.handlerTimeout, Sender{ConnectionID: p.id, Type: typ})
+		defer hc.end()
+		if err := e.post(hc, payload); err != nil {
 			p.log.Warn("communication: post handler failed", "connection", p.id, "type", typ, "error", err)
 		}
 	})
@@ -185,10 +184,9 @@ func (p *peer) runSend(e *entry, w *wire.Wrapper) {
 	if w.TimeoutMillis > 0 {
 		timeout = time.Duration(w.TimeoutMillis) * time.Millisecond
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, timeout)
-	defer cancel()
-	ctx = withSender(ctx, Sender{ConnectionID: p.id, Type: w.Type})
-	ctx, span := p.tel.startHandle(ctx, w, p.id)
+	hc := newHandlerContext(p.ctx, timeout, Sender{ConnectionID: p.id, Type: w.Type})
+	defer hc.end()
+	ctx, span := p.tel.startHandle(hc, w, p.id)
 	name, answer, err := p.callSend(ctx, e, w.Payload)
 	endSpan(span, err)
 	if p.ctx.Err() != nil {
