@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,8 +28,9 @@ const fleetSize = 1000
 //
 // ours broadcasts with Server.PostAll, signalr with the raw server's
 // HubClients().All().Send, websocket by writing the message to each
-// connection in turn. Each raw WebSocket has a reading goroutine on both
-// ends, as a real peer would.
+// connection in turn, websocket-mux through a writer goroutine per
+// connection to a handler goroutine per client (wsMuxFleet). Each raw
+// WebSocket has a reading goroutine on both ends, as a real peer would.
 func BenchmarkClients(b *testing.B) {
 	name := fmt.Sprintf("n=%d/json/", fleetSize)
 	p := protocols[0]
@@ -86,6 +88,83 @@ func BenchmarkClients(b *testing.B) {
 			}, got
 		})
 	})
+	b.Run(name+"websocket-mux", func(b *testing.B) {
+		fleet(b, func() (func(int), *counter) { return wsMuxFleet(b) })
+	})
+}
+
+// wsMuxFleet is the floor of a broadcast for a library that, like ours,
+// never lets one slow client hold up the others and runs each client's
+// messages in a handler of its own (see benchRequestWSMux): raw
+// coder/websocket connections, each with a writer goroutine on the
+// server that the broadcast hands the message to, and on the client a
+// reader that hands each message to a handler goroutine, which counts it.
+// No hub protocol, no decoding, no bounds.
+func wsMuxFleet(b *testing.B) (func(int), *counter) {
+	e := newWS(b)
+	e.connect(b, fleetSize)
+	got := &counter{}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	b.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	outs := make([]chan []byte, len(e.servers))
+	for i, c := range e.servers {
+		out := make(chan []byte, 64)
+		outs[i] = out
+		wg.Go(func() {
+			for {
+				select {
+				case m := <-out:
+					if err := c.Write(ctx, websocket.MessageText, m); err != nil {
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			for {
+				if _, _, err := c.Read(ctx); err != nil {
+					return
+				}
+			}
+		})
+	}
+	for _, c := range e.clients {
+		in := make(chan []byte, 64)
+		wg.Go(func() {
+			for {
+				select {
+				case <-in:
+					got.Add()
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			for {
+				_, data, err := c.Read(ctx)
+				if err != nil {
+					return
+				}
+				select {
+				case in <- data:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	return func(int) {
+		for _, out := range outs {
+			out <- wsMessage
+		}
+	}, got
 }
 
 // fleet runs one BenchmarkClients measurement. build connects the fleet

@@ -73,33 +73,39 @@ func main() {
 	printClusterTable(os.Stdout, res, printed)
 }
 
-// printFloorTable prints the request rows beside the multiplexed raw
-// WebSocket (impl websocket-mux, see bench/floor_test.go): the raw echo
-// with only the hand-offs between goroutines that many requests per
-// connection need. It tells whether it printed anything.
+// printFloorTable prints the request and broadcast rows beside the
+// multiplexed raw WebSocket (impl websocket-mux; bench/floor_test.go,
+// wsMuxFleet): the raw reference with only the hand-offs between
+// goroutines that the library's guarantees need. It tells whether it
+// printed anything.
 func printFloorTable(w io.Writer, res results, after bool) bool {
-	header := false
+	type floorRow struct{ label, unit, op string }
+	var rs []floorRow
 	for _, dir := range []struct{ name, label string }{{"client-to-server", "client→server"}, {"server-to-client", "server→client"}} {
 		for _, n := range []int{1, 64} {
-			op := fmt.Sprintf("Request/%s/inflight=%d", dir.name, n)
-			ours := res.get(key{op, "json", "ours"}, "msgs/s")
-			ws := res.get(key{op, "json", "websocket"}, "msgs/s")
-			mux := res.get(key{op, "json", "websocket-mux"}, "msgs/s")
-			if math.IsNaN(mux) {
-				continue
-			}
-			if !header {
-				if after {
-					fmt.Fprintln(w)
-				}
-				fmt.Fprintln(w, "| request, JSON | unit | ours | raw WS | multiplexed raw WS | mux/WS | ours/WS | ours/mux |")
-				fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|")
-				header = true
-			}
-			cells := []string{fmt.Sprintf("%s, %d in flight", dir.label, n), "round trips/s",
-				num(ours), num(ws), num(mux), ratio(mux, ws), ratio(ours, ws), ratio(ours, mux)}
-			fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
+			rs = append(rs, floorRow{fmt.Sprintf("request %s, %d in flight", dir.label, n), "round trips/s",
+				fmt.Sprintf("Request/%s/inflight=%d", dir.name, n)})
 		}
+	}
+	rs = append(rs, floorRow{"broadcast to 1,000 clients", "deliveries/s", "Clients/n=1000"})
+	header := false
+	for _, r := range rs {
+		ours := res.get(key{r.op, "json", "ours"}, "msgs/s")
+		ws := res.get(key{r.op, "json", "websocket"}, "msgs/s")
+		mux := res.get(key{r.op, "json", "websocket-mux"}, "msgs/s")
+		if math.IsNaN(mux) {
+			continue
+		}
+		if !header {
+			if after {
+				fmt.Fprintln(w)
+			}
+			fmt.Fprintln(w, "| against the floor, JSON | unit | ours | raw WS | multiplexed raw WS | mux/WS | ours/WS | ours/mux |")
+			fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|")
+			header = true
+		}
+		cells := []string{r.label, r.unit, num(ours), num(ws), num(mux), ratio(mux, ws), ratio(ours, ws), ratio(ours, mux)}
+		fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
 	}
 	return header
 }
