@@ -283,7 +283,17 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, key KeyI
 	}
 	sc := &serverConn{id: connID, info: info}
 	sc.conn = transport.NewConn(s.ctx, ws, s.connConfig(sc))
-	s.serve(sc)
+	if !s.admit(sc) {
+		return
+	}
+	// The connection is hijacked: net/http needs this handler no more.
+	// Returning lets go of the request and of the goroutine net/http
+	// served it on, whose stack grew with the HTTP work; the session runs
+	// on a goroutine of its own (about 6 KB less per idle connection).
+	go func() {
+		defer s.serving.Done()
+		s.serve(sc)
+	}()
 }
 
 // serveSSE serves the event stream of a server-sent-events session. It is
@@ -309,7 +319,11 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, key KeyInfo, k
 	cfg := s.connConfig(sc)
 	cfg.TextOnly = true
 	sc.conn = transport.NewSSEConn(s.ctx, stream, cfg)
-	s.serve(sc)
+	if s.admit(sc) {
+		// The handler holds the event stream: it serves the session.
+		s.serve(sc)
+		s.serving.Done()
+	}
 	// The handler may return only when nobody writes to w any more.
 	stream.Finish()
 }
@@ -371,7 +385,9 @@ func (c *connInbound) HandleMessage(m *wire.Message) bool { return c.peer.Handle
 func (c *connInbound) Ready() <-chan struct{}             { return c.peer.Ready() }
 
 // serve runs philippseith's session on a new connection until it ends.
-func (s *Server) serve(sc *serverConn) {
+// admit takes a new connection in, unless the server is closing; then
+// serve must run, and call s.serving.Done when it returns.
+func (s *Server) admit(sc *serverConn) bool {
 	table := pending.New(pending.AnyOrder, sc.info.correlation, s.pendingEvents(sc.id))
 	sc.peer = newPeer(s.ctx, sc.id, s.h, &s.cfg.common, sc.conn, table, s.handlers)
 	sc.peer.tel = s.tel
@@ -379,7 +395,7 @@ func (s *Server) serve(sc *serverConn) {
 	if s.closed {
 		s.mu.Unlock()
 		sc.conn.Close(ErrClosed)
-		return
+		return false
 	}
 	s.accepting[sc.id] = sc
 	if sc.sse != nil {
@@ -387,8 +403,11 @@ func (s *Server) serve(sc *serverConn) {
 	}
 	s.serving.Add(1)
 	s.mu.Unlock()
-	defer s.serving.Done()
+	return true
+}
 
+// serve runs an admitted connection's session until it ends.
+func (s *Server) serve(sc *serverConn) {
 	var err error
 	if sc.sse != nil {
 		// Registered first: the client POSTs its handshake as soon as
