@@ -673,6 +673,7 @@ func (c *Client) dial(life context.Context) (*transport.Conn, *clientPeer, error
 		Logger:         c.log,
 	})
 	cp.peer = newPeer(c.ctx, nr.ConnectionID, c.h, &c.cfg.common, conn, table, nil)
+	conn.SetCrowded(cp.peer.crowded)
 	cp.peer.tel = c.tel
 	c.mu.Lock()
 	live := c.peers[:0]

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tharga/communication-go/internal/pending"
@@ -41,6 +42,7 @@ type peer struct {
 	pending  *pending.Table
 	posts    *serial.Queue
 	requests *limiter        // this connection's running request handlers
+	inflight atomic.Int32    // this end's requests waiting for an answer
 	shared   *limiter        // the server's running handlers; nil on a client
 	blocked  <-chan struct{} // what a refused message waits for (read goroutine only)
 	again    bool            // the next message is the one refused (read goroutine only)
@@ -307,6 +309,8 @@ func (p *peer) request(ctx context.Context, req any, respType reflect.Type) (wir
 // wrapper; respName is the answer's expected wire name. An error answer
 // is a *RemoteError.
 func (p *peer) requestWrapper(ctx context.Context, w wire.Wrapper, respName string) (wire.Wrapper, error) {
+	p.inflight.Add(1)
+	defer p.inflight.Add(-1)
 	dl, bounded := ctx.Deadline()
 	// wait bounds the wait for the answer when ctx has no deadline. With
 	// a peer that echoes correlation ids nothing else waits on ctx but a
@@ -414,6 +418,13 @@ func (p *peer) close(reason error) {
 }
 
 // busy reports whether handlers of the peer may still be running.
+// crowded reports whether more than one of this connection's requests
+// or handlers is under way: their frames come together, and a writer
+// waits for them before its first write.
+func (p *peer) crowded() bool {
+	return p.inflight.Load() > 1 || p.requests.running() > 1
+}
+
 func (p *peer) busy() bool {
 	return p.requests.running() > 0 || p.posts.Wait(doneContext) != nil
 }

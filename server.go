@@ -391,6 +391,7 @@ func (s *Server) admit(sc *serverConn) bool {
 	table := pending.New(pending.AnyOrder, sc.info.correlation, s.pendingEvents(sc.id))
 	sc.peer = newPeer(s.ctx, sc.id, s.h, &s.cfg.common, sc.conn, table, s.handlers)
 	sc.peer.tel = s.tel
+	sc.conn.SetCrowded(sc.peer.crowded)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

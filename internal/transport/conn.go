@@ -100,6 +100,9 @@ type Conn struct {
 	writeAt  time.Time // when the write in progress started; zero when none
 	stalled  bool      // a write ran out its timeout: the peer does not read
 
+	// crowdedFn reports whether more senders are about (SetCrowded).
+	crowdedFn atomic.Pointer[func() bool]
+
 	// watchdog ends the link under a write that has run out its time:
 	// the write then fails, and the Conn ends as a slow consumer.
 	watchdog *time.Timer
@@ -539,7 +542,12 @@ func (c *Conn) drain(once bool) {
 		}
 		// Let the senders that are ready queue their frames first: one
 		// WebSocket write then carries several (a write is a syscall).
-		runtime.Gosched()
+		// A writer started for one frame yields only when more senders
+		// are about (Crowded): a broadcast, or a single request in
+		// flight, would pay a trip through the scheduler for nothing.
+		if once || wrote || c.crowded() {
+			runtime.Gosched()
+		}
 		c.mu.Lock()
 		if len(c.pending) == 0 || c.closeErr != nil {
 			c.writing = false
@@ -636,6 +644,18 @@ func (c *Conn) isStalled() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.stalled
+}
+
+// SetCrowded tells the Conn how to know that more frames are on their
+// way (requests of its own in flight, handlers running): a writer then
+// waits for them to be queued before its first write, so that one write
+// carries them all. Without it, a writer never waits before its first
+// write.
+func (c *Conn) SetCrowded(f func() bool) { c.crowdedFn.Store(&f) }
+
+func (c *Conn) crowded() bool {
+	f := c.crowdedFn.Load()
+	return f != nil && (*f)()
 }
 
 // writeOverdue is the watchdog's: when the write in progress has run out
