@@ -482,8 +482,8 @@ func TestIdleConnectionOutlivesTimeouts(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			timing := []communication.Option{
-				communication.WithKeepAliveInterval(40 * time.Millisecond),
-				communication.WithIdleTimeout(200 * time.Millisecond),
+				communication.WithKeepAliveInterval(100 * time.Millisecond),
+				communication.WithIdleTimeout(500 * time.Millisecond),
 			}
 			ts := newServer(t, timing[0], timing[1])
 			got := make(chan Note, 1)
@@ -501,9 +501,9 @@ func TestIdleConnectionOutlivesTimeouts(t *testing.T) {
 			require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
 			id := c.ConnectionID()
 			waitConnected(t, ts, id)
-			// The server posts once the connection has been idle for ten
+			// The server posts once the connection has been idle for six
 			// timeouts.
-			stop := time.AfterFunc(2*time.Second, func() {
+			stop := time.AfterFunc(3*time.Second, func() {
 				_ = ts.Post(context.Background(), id, Note{Text: "still here"})
 			})
 			defer stop.Stop()
