@@ -202,8 +202,10 @@ func (t *Table) Echoes() bool {
 	return t.echo
 }
 
-// timers are the timers of WaitFor, reused: a stopped timer's channel is
-// empty (Go 1.23 and later), so a reused one cannot fire early.
+// timers are the timers of WaitFor, reused. A timer goes back stopped and
+// drained, so that a reused one cannot fire early: drained by hand too, as
+// a program whose go.mod names a Go before 1.23 gets the old timers, whose
+// Stop leaves a tick that came in the channel.
 var timers = sync.Pool{New: func() any {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
@@ -233,7 +235,12 @@ func (c *Call) WaitFor(ctx context.Context, d time.Duration) Result {
 	t := timers.Get().(*time.Timer)
 	t.Reset(d)
 	defer func() {
-		t.Stop()
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
 		timers.Put(t)
 	}()
 	select {
