@@ -202,15 +202,37 @@ func (t *Table) Echoes() bool {
 	return t.echo
 }
 
-// timers are the timers of WaitFor, reused. A timer goes back stopped and
-// drained, so that a reused one cannot fire early: drained by hand too, as
-// a program whose go.mod names a Go before 1.23 gets the old timers, whose
-// Stop leaves a tick that came in the channel.
-var timers = sync.Pool{New: func() any {
+// syncTimers tells whether this program has Go 1.23's timers (its go.mod
+// names Go 1.23 or later), whose channel is unbuffered (capacity 0, as the
+// release notes say): Stop leaves no tick in it, so a stopped timer can be
+// reused. The timers before them can leave one; those are not reused.
+var syncTimers = func() bool {
 	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	return cap(t.C) == 0
+}()
+
+var timers sync.Pool
+
+// getTimer returns a timer that fires after d: a reused one when that is
+// safe.
+func getTimer(d time.Duration) *time.Timer {
+	if syncTimers {
+		if t, ok := timers.Get().(*time.Timer); ok {
+			t.Reset(d)
+			return t
+		}
+	}
+	return time.NewTimer(d)
+}
+
+// putTimer stops t and keeps it for the next getTimer when that is safe.
+func putTimer(t *time.Timer) {
 	t.Stop()
-	return t
-}}
+	if syncTimers {
+		timers.Put(t)
+	}
+}
 
 // Wait blocks until the answer arrives, the table closes or ctx ends. When
 // ctx ends first, the request is abandoned: its late answer is dropped.
@@ -225,24 +247,16 @@ func (c *Call) Wait(ctx context.Context) Result {
 
 // WaitFor is Wait, giving up after d too (with
 // context.DeadlineExceeded): cheaper than a context with a timeout of its
-// own for a caller whose ctx has none.
+// own (a timer alone, no cancellation to register with a parent) for a
+// caller whose ctx has none.
 func (c *Call) WaitFor(ctx context.Context, d time.Duration) Result {
 	select {
 	case r := <-c.ch:
 		return r
 	default:
 	}
-	t := timers.Get().(*time.Timer)
-	t.Reset(d)
-	defer func() {
-		if !t.Stop() {
-			select {
-			case <-t.C:
-			default:
-			}
-		}
-		timers.Put(t)
-	}()
+	t := getTimer(d)
+	defer putTimer(t)
 	select {
 	case r := <-c.ch:
 		return r

@@ -196,7 +196,7 @@ func TestSlowSendHoldsNoLock(t *testing.T) {
 
 // TestWaitFor: the answer when it comes in time; otherwise, after d,
 // context.DeadlineExceeded, the request abandoned (its late answer
-// dropped), and the timer reused by the next wait without firing early.
+// dropped); waits after one that timed out are not cut short.
 func TestWaitFor(t *testing.T) {
 	tb := New(InOrder, true, nil)
 	require.True(t, tb.Echoes())
@@ -211,8 +211,8 @@ func TestWaitFor(t *testing.T) {
 	require.False(t, tb.Resolve(answer("Resp", b.ID(), "late")), "a late answer taken")
 	require.Zero(t, outstanding(tb))
 
-	// Timers come back stopped: a wait right after one that timed out
-	// gets its answer, not the old timer's tick.
+	// A wait right after one that timed out gets its answer, not a tick
+	// left over.
 	for range 100 {
 		c := add(t, tb, "Req", "Resp")
 		go tb.Resolve(answer("Resp", c.ID(), "c"))
@@ -224,4 +224,10 @@ func TestWaitFor(t *testing.T) {
 	require.ErrorIs(t, d.WaitFor(ctx, time.Minute).Err, context.Canceled)
 
 	require.False(t, New(AnyOrder, false, nil).Echoes())
+}
+
+// TestSyncTimers: this module's go.mod names Go 1.23 or later, so its
+// tests get the timers that may be reused.
+func TestSyncTimers(t *testing.T) {
+	require.True(t, syncTimers)
 }
