@@ -555,7 +555,10 @@ func (n *node) setLost(lost bool, err error) {
 // follow tell that the link is back.
 func (n *node) receive() {
 	defer n.wg.Done()
-	retry := time.NewTimer(0)
+	// Made stopped: with the timers of a Go before 1.23 (a go.mod may ask
+	// for them), one that had fired unread would cut the first wait short.
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
 	defer retry.Stop()
 	for {
 		msg, err := n.ps.Receive(n.life)
