@@ -225,24 +225,16 @@ func ParseSessionMsgPack(frame []byte) (typ int, reason string, allowReconnect b
 			return 0, "", false, fmt.Errorf("%w: truncated close headers", ErrMalformed)
 		}
 	}
-	if r.i < len(r.b) {
-		switch r.kind() {
-		case mpNil:
-			r.i++
-		case mpStr:
-			msg, ok := r.bytes()
-			if !ok {
-				return 0, "", false, fmt.Errorf("%w: truncated close error", ErrMalformed)
-			}
-			reason = string(msg)
-		default:
-			return 0, "", false, fmt.Errorf("%w: close error is neither nil nor a string", ErrMalformed)
-		}
+	// The array header may undercount (see above): the fields are the
+	// values that are there, error and allowReconnect at most.
+	start, fields := r.i, 0
+	for fields < 2 && r.i < len(r.b) && r.skip(0) {
+		fields++
 	}
-	if r.i < len(r.b) {
-		if b, ok := r.bool(); ok {
-			allowReconnect = b
-		}
+	r.i = start
+	var m Message
+	if _, err := parseMsgPackClose(r, fields, &m); err != nil {
+		return 0, "", false, err
 	}
-	return TypeClose, reason, allowReconnect, nil
+	return TypeClose, m.CloseError, m.AllowReconnect, nil
 }
