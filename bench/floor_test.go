@@ -115,14 +115,5 @@ func benchRequestWSMux(b *testing.B, s2c bool, inflight int) {
 			return ctx.Err()
 		}
 	}
-	if err := parallel(warmup, inflight, op); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	if err := parallel(b.N, inflight, op); err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	report(b, b.N)
+	runRequests(b, inflight, op)
 }

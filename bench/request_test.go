@@ -49,10 +49,15 @@ func BenchmarkRequest(b *testing.B) {
 
 func benchRequestOurs(b *testing.B, p protocol, s2c bool, inflight int) {
 	op := oursRequestOp(b, p, s2c)
+	runRequests(b, inflight, op)
+}
+
+// runRequests runs op warmup times, then b.N times timed, with inflight
+// of them outstanding, and reports the rate.
+func runRequests(b *testing.B, inflight int, op func(worker, i int) error) {
 	if err := parallel(warmup, inflight, op); err != nil {
 		b.Fatal(err)
 	}
-
 	b.ReportAllocs()
 	b.ResetTimer()
 	if err := parallel(b.N, inflight, op); err != nil {
@@ -83,17 +88,7 @@ func oursRequestOp(b *testing.B, p protocol, s2c bool) func(worker, i int) error
 
 func benchRequestRaw(b *testing.B, p protocol, s2c bool, inflight int) {
 	op := rawRequestOp(b, p, s2c, inflight)
-	if err := parallel(warmup, inflight, op); err != nil {
-		b.Fatal(err)
-	}
-
-	b.ReportAllocs()
-	b.ResetTimer()
-	if err := parallel(b.N, inflight, op); err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	report(b, b.N)
+	runRequests(b, inflight, op)
 }
 
 // rawRequestOp connects one raw philippseith client and returns a round
