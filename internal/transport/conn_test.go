@@ -22,9 +22,9 @@ type nopInbound struct{}
 func (nopInbound) HandleMessage(*wire.Message) bool { return true }
 func (nopInbound) Ready() <-chan struct{}           { return nil }
 
-// stuckPair returns the server end of a WebSocket whose client end never
-// reads, as a Conn past its handshake.
-func stuckPair(t *testing.T, cfg ConnConfig) *Conn {
+// pair returns the server end of a WebSocket, as a Conn past its
+// handshake, and the raw client end. Both close when the test ends.
+func pair(t *testing.T, cfg ConnConfig) (*Conn, *websocket.Conn) {
 	t.Helper()
 	accepted := make(chan *websocket.Conn, 1)
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -47,6 +47,13 @@ func stuckPair(t *testing.T, cfg ConnConfig) *Conn {
 		_ = client.CloseNow()
 		hs.Close()
 	})
+	return c, client
+}
+
+// stuckPair returns the server end of a WebSocket whose client end never
+// reads, as a Conn past its handshake.
+func stuckPair(t *testing.T, cfg ConnConfig) *Conn {
+	c, _ := pair(t, cfg)
 	return c
 }
 
@@ -101,26 +108,10 @@ func TestTooLargeForThePeer(t *testing.T) {
 // (SendInline) and senders that leave it to the writer goroutine (Send)
 // share one queue: every frame arrives once, each sender's in order.
 func TestSendInlineKeepsOrder(t *testing.T) {
-	accepted := make(chan *websocket.Conn, 1)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := websocket.Accept(w, r, nil)
-		require.NoError(t, err)
-		accepted <- ws
-		<-r.Context().Done()
-	}))
-	defer hs.Close()
+	c, client := pair(t, ConnConfig{QueueLimit: 64 << 10, WriteTimeout: 10 * time.Second})
+	client.SetReadLimit(-1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
-	require.NoError(t, err)
-	defer client.CloseNow()
-	client.SetReadLimit(-1)
-	c := NewConn(context.Background(), <-accepted, ConnConfig{
-		Side: ServerSide, Inbound: nopInbound{}, Logger: slog.New(slog.DiscardHandler),
-		QueueLimit: 64 << 10, WriteTimeout: 10 * time.Second,
-	})
-	defer c.Close(nil)
-	c.SetTransferMode(signalr.TextTransferMode)
 
 	const senders, each = 8, 300
 	for s := range senders {
