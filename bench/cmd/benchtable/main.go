@@ -88,7 +88,9 @@ func printFloorTable(w io.Writer, res results, after bool) bool {
 		}
 	}
 	rs = append(rs, floorRow{"broadcast to 1,000 clients", "deliveries/s", "Clients/n=1000"})
-	header := false
+	t := &table{w: w, after: after,
+		header: "| against the floor, JSON | unit | ours | raw WS | multiplexed raw WS | mux/WS | ours/WS | ours/mux |",
+		align:  "|---|---|--:|--:|--:|--:|--:|--:|"}
 	for _, r := range rs {
 		ours := res.get(key{r.op, "json", "ours"}, "msgs/s")
 		ws := res.get(key{r.op, "json", "websocket"}, "msgs/s")
@@ -96,18 +98,9 @@ func printFloorTable(w io.Writer, res results, after bool) bool {
 		if math.IsNaN(mux) {
 			continue
 		}
-		if !header {
-			if after {
-				fmt.Fprintln(w)
-			}
-			fmt.Fprintln(w, "| against the floor, JSON | unit | ours | raw WS | multiplexed raw WS | mux/WS | ours/WS | ours/mux |")
-			fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|")
-			header = true
-		}
-		cells := []string{r.label, r.unit, num(ours), num(ws), num(mux), ratio(mux, ws), ratio(ours, ws), ratio(ours, mux)}
-		fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
+		t.row(r.label, r.unit, num(ours), num(ws), num(mux), ratio(mux, ws), ratio(ours, ws), ratio(ours, mux))
 	}
-	return header
+	return t.printed
 }
 
 func readInput(name string) ([]byte, error) {
@@ -303,18 +296,15 @@ func rows() []row {
 // printTable prints the rows against raw SignalR and raw WebSocket, when
 // there are any, and tells whether there were.
 func printTable(w io.Writer, res results) bool {
-	header := false
+	t := &table{w: w,
+		header: "| operation | unit | ours | raw SignalR | raw WS | ours/SR | ours/WS | allocs/op ours | allocs/op SR | B/op ours | B/op SR | target |",
+		align:  "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"}
 	for _, r := range rows() {
 		ours := res.get(key{r.op, r.proto, "ours"}, r.metric)
 		sr := res.get(key{r.op, r.proto, "signalr"}, r.metric)
 		ws := res.get(key{r.op, r.proto, "websocket"}, r.metric)
 		if math.IsNaN(ours) && math.IsNaN(sr) && math.IsNaN(ws) {
 			continue
-		}
-		if !header {
-			fmt.Fprintln(w, "| operation | unit | ours | raw SignalR | raw WS | ours/SR | ours/WS | allocs/op ours | allocs/op SR | B/op ours | B/op SR | target |")
-			fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
-			header = true
 		}
 		cells := []string{r.label, r.unit, num(ours), num(sr), num(ws), ratio(ours, sr), ratio(ours, ws)}
 		ao, as := math.NaN(), math.NaN()
@@ -326,9 +316,9 @@ func printTable(w io.Writer, res results) bool {
 			bs = res.get(key{r.op, r.proto, "signalr"}, "B/op")
 		}
 		cells = append(cells, num(ao), num(as), num(bo), num(bs), verdict(r.target, ours, sr, ws, ao, as))
-		fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
+		t.row(cells...)
 	}
-	return header
+	return t.printed
 }
 
 // clusterRow is one line of the table across nodes: impl redis (the
@@ -355,20 +345,14 @@ func clusterRows() []clusterRow {
 // printClusterTable prints the rows across nodes, when there are any,
 // after a blank line when a table came before.
 func printClusterTable(w io.Writer, res results, after bool) {
-	header := false
+	t := &table{w: w, after: after,
+		header: "| across nodes | unit | one node | cross-node (Redis) | cross/one | allocs/op one node | allocs/op cross-node | B/op one node | B/op cross-node | target |",
+		align:  "|---|---|--:|--:|--:|--:|--:|--:|--:|---|"}
 	for _, r := range clusterRows() {
 		one := res.get(key{r.op, r.proto, "ours"}, "msgs/s")
 		cross := res.get(key{r.op, r.proto, "redis"}, "msgs/s")
 		if math.IsNaN(one) && math.IsNaN(cross) {
 			continue
-		}
-		if !header {
-			if after {
-				fmt.Fprintln(w)
-			}
-			fmt.Fprintln(w, "| across nodes | unit | one node | cross-node (Redis) | cross/one | allocs/op one node | allocs/op cross-node | B/op one node | B/op cross-node | target |")
-			fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|---|")
-			header = true
 		}
 		target := "-"
 		if r.minRatio > 0 {
@@ -386,8 +370,29 @@ func printClusterTable(w io.Writer, res results, after bool) {
 			num(res.get(key{r.op, r.proto, "ours"}, "allocs/op")), num(res.get(key{r.op, r.proto, "redis"}, "allocs/op")),
 			num(res.get(key{r.op, r.proto, "ours"}, "B/op")), num(res.get(key{r.op, r.proto, "redis"}, "B/op")),
 			target}
-		fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
+		t.row(cells...)
 	}
+}
+
+// table prints a Markdown table whose header goes out with its first row,
+// after a blank line when a table came before (after).
+type table struct {
+	w             io.Writer
+	after         bool
+	header, align string
+	printed       bool // a row went out
+}
+
+func (t *table) row(cells ...string) {
+	if !t.printed {
+		if t.after {
+			fmt.Fprintln(t.w)
+		}
+		fmt.Fprintln(t.w, t.header)
+		fmt.Fprintln(t.w, t.align)
+		t.printed = true
+	}
+	fmt.Fprintln(t.w, "| "+strings.Join(cells, " | ")+" |")
 }
 
 // verdict checks a row against its target.
