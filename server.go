@@ -290,10 +290,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, key KeyI
 	// Returning lets go of the request and of the goroutine net/http
 	// served it on, whose stack grew with the HTTP work; the session runs
 	// on a goroutine of its own (about 6 KB less per idle connection).
-	go func() {
-		defer s.serving.Done()
-		s.serve(sc)
-	}()
+	go s.serve(sc)
 }
 
 // serveSSE serves the event stream of a server-sent-events session. It is
@@ -322,7 +319,6 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, key KeyInfo, k
 	if s.admit(sc) {
 		// The handler holds the event stream: it serves the session.
 		s.serve(sc)
-		s.serving.Done()
 	}
 	// The handler may return only when nobody writes to w any more.
 	stream.Finish()
@@ -386,7 +382,7 @@ func (c *connInbound) Ready() <-chan struct{}             { return c.peer.Ready(
 
 // serve runs philippseith's session on a new connection until it ends.
 // admit takes a new connection in, unless the server is closing; then
-// serve must run, and call s.serving.Done when it returns.
+// serve must run.
 func (s *Server) admit(sc *serverConn) bool {
 	table := pending.New(pending.AnyOrder, sc.info.correlation, s.pendingEvents(sc.id))
 	sc.peer = newPeer(s.ctx, sc.id, s.h, &s.cfg.common, sc.conn, table, s.handlers)
@@ -409,6 +405,7 @@ func (s *Server) admit(sc *serverConn) bool {
 
 // serve runs an admitted connection's session until it ends.
 func (s *Server) serve(sc *serverConn) {
+	defer s.serving.Done()
 	var err error
 	if sc.sse != nil {
 		// Registered first: the client POSTs its handshake as soon as
