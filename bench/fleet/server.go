@@ -282,11 +282,10 @@ func (l logTally) Write(p []byte) (int, error) {
 // this server, with connected clients, to dir.
 func writeProfiles(dir string, connected int) error {
 	for _, p := range []struct {
-		name  string
-		debug int
-	}{{"heap", 0}, {"goroutine", 1}} {
-		ext := map[int]string{0: "pprof", 1: "txt"}[p.debug]
-		path := filepath.Join(dir, fmt.Sprintf("server-%d-%s-%d.%s", os.Getpid(), p.name, connected, ext))
+		name, ext string
+		debug     int
+	}{{"heap", "pprof", 0}, {"goroutine", "txt", 1}} {
+		path := filepath.Join(dir, fmt.Sprintf("server-%d-%s-%d.%s", os.Getpid(), p.name, connected, p.ext))
 		f, err := os.Create(path)
 		if err != nil {
 			return err
