@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tharga/communication-go/internal/timerpool"
 	"github.com/tharga/communication-go/internal/wire"
 )
 
@@ -254,10 +255,16 @@ func (r remoteRequester) request(ctx context.Context, req any, respType reflect.
 	if err != nil {
 		return wire.Wrapper{}, err
 	}
+	// Without a deadline the request gets the send timeout: a context
+	// that sets up its timer only if something waits on it (locating an
+	// uncached connection, a full queue), and a pooled timer for the
+	// answer.
+	wait, parent := time.Duration(0), ctx
 	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.s.cfg.sendTimeout)
-		defer cancel()
+		wait = c.s.cfg.sendTimeout
+		hc := newHandlerContext(ctx, wait, Sender{})
+		defer hc.end()
+		ctx = hc
 	}
 	at, err := c.locate(ctx, r.l)
 	if err != nil {
@@ -285,18 +292,37 @@ func (r remoteRequester) request(ctx context.Context, req any, respType reflect.
 	} else if err != nil {
 		return wire.Wrapper{}, fmt.Errorf("%w: publishing the request: %w", ErrConnectionLost, err)
 	}
+	var expired <-chan time.Time
+	if wait > 0 {
+		select {
+		case rep := <-call.ch: // answered already: no timer
+			return c.replied(w.Type, at, rep)
+		default:
+		}
+		t := timerpool.Get(time.Until(dl))
+		defer timerpool.Put(t)
+		expired = t.C
+		ctx = parent
+	}
 	select {
 	case rep := <-call.ch:
-		if rep.Err == replyNotConnected {
-			c.forgetWhere(at.ConnectionID, "")
-		}
-		return replyResult(w.Type, rep)
+		return c.replied(w.Type, at, rep)
+	case <-expired:
+		return wire.Wrapper{}, &timeoutError{typ: w.Type, cause: context.DeadlineExceeded}
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return wire.Wrapper{}, &timeoutError{typ: w.Type, cause: ctx.Err()}
 		}
 		return wire.Wrapper{}, ctx.Err()
 	}
+}
+
+// replied returns what a reply from the node at says.
+func (c *cluster) replied(typ string, at Location, rep envelope) (wire.Wrapper, error) {
+	if rep.Err == replyNotConnected {
+		c.forgetWhere(at.ConnectionID, "")
+	}
+	return replyResult(typ, rep)
 }
 
 // replyResult turns a reply back into what a local request returns.
@@ -348,14 +374,15 @@ func replyTo(w wire.Wrapper, err error) envelope {
 // serveRequest runs a request another node sent for a connection of this
 // node, and publishes the reply.
 func (c *cluster) serveRequest(e envelope) {
-	// Everything happens within the request's deadline: past it nobody
-	// waits for the reply.
-	ctx, cancel := context.WithDeadline(c.s.ctx, time.UnixMilli(e.Deadline))
+	// The request runs within its deadline, bounded by a timer rather than
+	// a context of its own (cheaper: nothing to register with the
+	// server's context): past it nobody waits for the reply.
+	until := time.UnixMilli(e.Deadline)
+	ctx := c.s.ctx
 	if e.TraceParent != "" {
 		ctx = traceContext.Extract(ctx, wrapperCarrier{&wire.Wrapper{TraceParent: e.TraceParent, TraceState: e.TraceState}})
 	}
 	reply := func(w wire.Wrapper, err error) {
-		defer cancel()
 		rep := replyTo(w, err)
 		rep.ID = e.ID
 		if err := c.publish(ctx, e.From, &rep); err != nil {
@@ -373,7 +400,7 @@ func (c *cluster) serveRequest(e envelope) {
 	}
 	go func() {
 		defer c.served.release()
-		reply(sc.peer.requestWrapper(ctx, wire.Wrapper{Type: e.Type, Payload: e.Payload}, e.RespName))
+		reply(sc.peer.requestWrapper(ctx, wire.Wrapper{Type: e.Type, Payload: e.Payload}, e.RespName, until))
 	}()
 }
 

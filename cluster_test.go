@@ -117,6 +117,59 @@ func TestClusterFailsFast(t *testing.T) {
 	require.ErrorIs(t, err, communication.ErrNotConnected, "the node's connections are forgotten")
 }
 
+// TestClusterRequestDeadlines: a request to a client on another node
+// without a deadline of its own gets the send timeout (ErrTimeout, which
+// matches context.DeadlineExceeded), and one with a deadline gets that;
+// cancelling it ends the wait at once. The client's handler sees the
+// request's deadline either way, and no timer or goroutine outlives the
+// requests (goleak, in TestMain).
+func TestClusterRequestDeadlines(t *testing.T) {
+	t.Parallel()
+	bp := communication.NewMemoryBackplane()
+	nodes, clients := newCluster(t, bp, 2, 1, communication.WithSendTimeout(300*time.Millisecond))
+	deadlines := make(chan time.Time, 4)
+	h := communication.NewHandlers()
+	require.NoError(t, communication.HandleSend(h, communication.SendHandlerFunc[Hang, HangBack](func(ctx context.Context, _ Hang) (HangBack, error) {
+		dl, _ := ctx.Deadline()
+		deadlines <- dl
+		<-ctx.Done()
+		return HangBack{}, ctx.Err()
+	})))
+	hang := startClient(t, nodes[1], communication.WithHandlers(h))
+	to := nodes[0].To(hang.ConnectionID())
+
+	// Answered, without a deadline.
+	got, err := communication.Send[EchoBack](context.Background(), nodes[0].To(clients[1].ConnectionID()), Echo{N: 4})
+	require.NoError(t, err)
+	require.Equal(t, 41, got.N)
+
+	// No deadline: the send timeout.
+	start := time.Now()
+	_, err = communication.Send[HangBack](context.Background(), to, Hang{})
+	require.ErrorIs(t, err, communication.ErrTimeout)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.WithinDuration(t, start.Add(300*time.Millisecond), <-deadlines, 200*time.Millisecond)
+
+	// A deadline of its own, shorter than the send timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	_, err = communication.Send[HangBack](ctx, to, Hang{})
+	require.ErrorIs(t, err, communication.ErrTimeout)
+	require.WithinDuration(t, start.Add(100*time.Millisecond), <-deadlines, 80*time.Millisecond)
+
+	// Cancelled while it waits.
+	ctx, cancel = context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := communication.Send[HangBack](ctx, to, Hang{})
+		done <- err
+	}()
+	<-deadlines
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+}
+
 // TestNegotiateOnAnotherNode: negotiations are per node; a transport
 // request that reaches another node than its negotiate is refused with a
 // message that says why (sticky sessions).

@@ -302,31 +302,44 @@ func (p *peer) request(ctx context.Context, req any, respType reflect.Type) (wir
 	if err != nil {
 		return w, err
 	}
-	return p.requestWrapper(ctx, w, p.h.nameOf(respType))
+	return p.requestWrapper(ctx, w, p.h.nameOf(respType), time.Time{})
 }
 
 // requestWrapper sends an encoded request and waits for the answer's
 // wrapper; respName is the answer's expected wire name. An error answer
-// is a *RemoteError.
-func (p *peer) requestWrapper(ctx context.Context, w wire.Wrapper, respName string) (wire.Wrapper, error) {
+// is a *RemoteError. The request's deadline is ctx's, or until when that
+// is earlier or ctx has none (a request from another node carries its
+// own), or the send timeout when neither says.
+func (p *peer) requestWrapper(ctx context.Context, w wire.Wrapper, respName string, until time.Time) (wire.Wrapper, error) {
 	p.inflight.Add(1)
 	defer p.inflight.Add(-1)
 	dl, bounded := ctx.Deadline()
-	// wait bounds the wait for the answer when ctx has no deadline. With
-	// a peer that echoes correlation ids nothing else waits on ctx but a
-	// full queue (below), so a timer does, cheaper than a context of our
-	// own per request.
+	if bounded && !until.IsZero() && !until.Before(dl) {
+		until = time.Time{} // ctx ends first
+	}
+	// wait bounds the wait for the answer when ctx does not. With a peer
+	// that echoes correlation ids nothing else waits on ctx but a full
+	// queue (below), so a timer does, cheaper than a context of our own
+	// per request.
 	var wait time.Duration
 	switch {
-	case bounded:
+	case bounded && until.IsZero():
 	case p.pending.Echoes():
-		wait = p.cfg.sendTimeout
-		dl = time.Now().Add(wait)
+		if until.IsZero() {
+			until = time.Now().Add(p.cfg.sendTimeout)
+		}
+		dl = until
+		if wait = time.Until(dl); wait <= 0 {
+			return wire.Wrapper{}, &timeoutError{typ: w.Type, cause: context.DeadlineExceeded}
+		}
 	default:
+		if until.IsZero() {
+			until = time.Now().Add(p.cfg.sendTimeout)
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.cfg.sendTimeout)
+		ctx, cancel = context.WithDeadline(ctx, until)
 		defer cancel()
-		dl, _ = ctx.Deadline()
+		dl = until
 	}
 	if ms := time.Until(dl).Milliseconds(); ms > 0 {
 		w.TimeoutMillis = ms

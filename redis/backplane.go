@@ -225,14 +225,20 @@ func (n *node) Publish(ctx context.Context, to string, msg []byte) error {
 	}
 	p := publications.Get().(*publication)
 	p.ch, p.msg = ch, msg
+	// ctx is asked only when the publisher is behind: a context may set
+	// up its timer only once something waits on it.
 	select {
 	case n.out <- p:
-	case <-ctx.Done():
-		publications.Put(p)
-		return ctx.Err()
-	case <-n.life.Done():
-		publications.Put(p)
-		return errors.New("redis: the node has left")
+	default:
+		select {
+		case n.out <- p:
+		case <-ctx.Done():
+			publications.Put(p)
+			return ctx.Err()
+		case <-n.life.Done():
+			publications.Put(p)
+			return errors.New("redis: the node has left")
+		}
 	}
 	var err error
 	select {

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/tharga/communication-go/internal/signal"
+	"github.com/tharga/communication-go/internal/timerpool"
 	"github.com/tharga/communication-go/internal/wire"
 )
 
@@ -202,38 +203,6 @@ func (t *Table) Echoes() bool {
 	return t.echo
 }
 
-// syncTimers tells whether this program has Go 1.23's timers (its go.mod
-// names Go 1.23 or later), whose channel is unbuffered (capacity 0, as the
-// release notes say): Stop leaves no tick in it, so a stopped timer can be
-// reused. The timers before them can leave one; those are not reused.
-var syncTimers = func() bool {
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
-	return cap(t.C) == 0
-}()
-
-var timers sync.Pool
-
-// getTimer returns a timer that fires after d: a reused one when that is
-// safe.
-func getTimer(d time.Duration) *time.Timer {
-	if syncTimers {
-		if t, ok := timers.Get().(*time.Timer); ok {
-			t.Reset(d)
-			return t
-		}
-	}
-	return time.NewTimer(d)
-}
-
-// putTimer stops t and keeps it for the next getTimer when that is safe.
-func putTimer(t *time.Timer) {
-	t.Stop()
-	if syncTimers {
-		timers.Put(t)
-	}
-}
-
 // Wait blocks until the answer arrives, the table closes or ctx ends. When
 // ctx ends first, the request is abandoned: its late answer is dropped.
 func (c *Call) Wait(ctx context.Context) Result {
@@ -255,8 +224,8 @@ func (c *Call) WaitFor(ctx context.Context, d time.Duration) Result {
 		return r
 	default:
 	}
-	t := getTimer(d)
-	defer putTimer(t)
+	t := timerpool.Get(d)
+	defer timerpool.Put(t)
 	select {
 	case r := <-c.ch:
 		return r

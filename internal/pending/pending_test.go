@@ -225,9 +225,3 @@ func TestWaitFor(t *testing.T) {
 
 	require.False(t, New(AnyOrder, false, nil).Echoes())
 }
-
-// TestSyncTimers: this module's go.mod names Go 1.23 or later, so its
-// tests get the timers that may be reused.
-func TestSyncTimers(t *testing.T) {
-	require.True(t, syncTimers)
-}
