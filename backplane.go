@@ -27,9 +27,11 @@ type Backplane interface {
 // BackplaneNode is one node's membership of a cluster.
 type BackplaneNode interface {
 	// Publish sends msg to node, or to every other node when node is "".
-	// Messages from one node to another arrive in the order they were
-	// published. Delivery is at most once: a message published while a
-	// node is unreachable is lost. msg is handed over: the caller does not
+	// Messages from one node to another node arrive in the order they
+	// were published, and so do broadcasts from one node; a message to
+	// one node and a broadcast may arrive in either order (an
+	// implementation may carry them apart). Delivery is at most once: a
+	// message published while a node is unreachable is lost. msg is handed over: the caller does not
 	// touch it again, so the implementation may keep it without a copy.
 	Publish(ctx context.Context, node string, msg []byte) error
 	// Claim records that this node holds a connection. For a client

@@ -130,7 +130,11 @@ func (cc *clusterCounter) receive(e envelope) {
 	case envSubSet:
 		cc.replaceLocked(e.From, e.Subs)
 	case envSubAsk:
-		cc.publish(e.From, &envelope{Kind: envSubSet, Subs: cc.mineLocked()})
+		// To every node, not to the one asking: counts travel only as
+		// broadcasts, so that a whole set and the changes around it keep
+		// their order on a backplane that carries messages to one node
+		// apart from broadcasts. Setting a set again changes nothing.
+		cc.publish("", &envelope{Kind: envSubSet, Subs: cc.mineLocked()})
 	}
 }
 
