@@ -28,6 +28,10 @@ import (
 // Delivery is at most once, as with ASP.NET SignalR's Redis backplane:
 // what is published while a node is cut off from Redis is lost; the
 // nodes log it. Messages from one node to another keep their order.
+//
+// With WithDirect, what one node sends to one other node travels on a TCP
+// link between the two instead (see WithDirect); broadcasts still cross
+// Redis.
 type Backplane struct {
 	rdb goredis.UniversalClient
 	cfg backplaneConfig
@@ -47,6 +51,7 @@ type backplaneConfig struct {
 	heartbeat   time.Duration
 	nodeTimeout time.Duration
 	log         *slog.Logger
+	direct      directConfig
 }
 
 // BackplaneOption configures a Backplane.
@@ -96,6 +101,9 @@ func NewBackplane(rdb goredis.UniversalClient, opts ...BackplaneOption) (*Backpl
 	if cfg.nodeTimeout <= cfg.heartbeat {
 		errs = append(errs, fmt.Errorf("node timeout (%v) must exceed the heartbeat (%v)", cfg.nodeTimeout, cfg.heartbeat))
 	}
+	if cfg.direct.listen == "" && cfg.direct.advertise != "" {
+		errs = append(errs, fmt.Errorf("a direct address to advertise (%q) needs one to listen on", cfg.direct.advertise))
+	}
 	if cfg.log == nil {
 		cfg.log = slog.New(slog.DiscardHandler)
 	}
@@ -130,6 +138,8 @@ func (k keys) nodes() string             { return k.p + ":nodes" }
 func (k keys) held(n string) string      { return k.p + ":held:" + n }
 func (k keys) conn(id string) string     { return k.p + ":conn:" + id }
 func (k keys) instance(i string) string  { return k.p + ":instance:" + i }
+func (k keys) addr(n string) string      { return k.p + ":addr:" + n }
+func (k keys) secret() string            { return k.p + ":secret" }
 func location(node, other string) string { return node + "\x00" + other }
 func splitLocation(v string) (string, string) {
 	node, other, _ := strings.Cut(v, "\x00")
@@ -167,6 +177,14 @@ func (b *Backplane) Join(ctx context.Context, name string, h communication.Backp
 		out:   make(chan *publication, 1024),
 		all:   k.all(),
 	}
+	if b.cfg.direct.listen != "" {
+		if err := n.startDirect(ctx, b.cfg.direct); err != nil {
+			stop()
+			_ = ps.Close()
+			_ = b.rdb.Del(ctx, k.alive(name)).Err()
+			return nil, err
+		}
+	}
 	n.wg.Add(4)
 	go n.receive()
 	go n.deliver()
@@ -182,6 +200,9 @@ type node struct {
 	name string
 	h    communication.BackplaneHandler
 	ps   *goredis.PubSub
+	// direct is the node's direct links to other nodes (WithDirect), or
+	// nil.
+	direct *direct
 
 	life context.Context
 	stop context.CancelFunc
@@ -196,6 +217,9 @@ type node struct {
 	// inbox hands the handler's calls, in order, to one goroutine, so
 	// that a slow delivery does not stop the subscription being read.
 	inbox chan func()
+	// calling is held while the handler is called: the inbox's goroutine
+	// and the direct links' readers take turns.
+	calling sync.Mutex
 
 	mu        sync.Mutex
 	lost      bool // the link is down
@@ -215,6 +239,11 @@ var publications = sync.Pool{New: func() any { return &publication{done: make(ch
 const maxPipeline = 256
 
 func (n *node) Publish(ctx context.Context, to string, msg []byte) error {
+	if to != "" && n.direct != nil {
+		if ok, err := n.direct.publish(ctx, to, msg); ok {
+			return err
+		}
+	}
 	ch := n.all
 	if to != "" {
 		c, ok := n.channels.Load(to)
@@ -483,11 +512,16 @@ func (n *node) Leave(ctx context.Context) error {
 		n.stop()
 		_ = n.ps.Close()
 		n.wg.Wait()
+		var delAddr error
+		if n.direct != nil {
+			n.direct.close()
+			delAddr = n.b.rdb.Del(ctx, n.k.addr(n.name)).Err()
+		}
 		orphans, e := n.forget(ctx, n.name)
 		if e == nil && len(orphans) > 0 {
 			n.b.cfg.log.Warn("redis: a leaving node still held connections", "node", n.name, "connections", len(orphans))
 		}
-		err = errors.Join(e,
+		err = errors.Join(e, delAddr,
 			n.b.rdb.Del(ctx, n.k.alive(n.name)).Err(),
 			n.b.rdb.ZRem(ctx, n.k.nodes(), n.name).Err(),
 			n.b.rdb.Publish(ctx, n.k.all(), string(frameNodeLeft)+n.name).Err())
@@ -530,7 +564,9 @@ func (n *node) deliver() {
 	for {
 		select {
 		case f := <-n.inbox:
+			n.calling.Lock()
 			f()
+			n.calling.Unlock()
 		case <-n.life.Done():
 			return
 		}
@@ -615,6 +651,7 @@ func (n *node) frame(p string) {
 			n.handle(n.h.LinkRestored)
 			return
 		}
+		n.forgetLink(name)
 		n.handle(func() { n.h.NodeLeft(name, nil) })
 	}
 }
@@ -633,6 +670,13 @@ func splitBatch(b []byte) ([][]byte, error) {
 		b = b[size:]
 	}
 	return msgs, nil
+}
+
+// forgetLink drops the direct link to a node that left.
+func (n *node) forgetLink(name string) {
+	if n.direct != nil {
+		n.direct.forget(name)
+	}
 }
 
 // heartbeat renews the node's liveness and takes over nodes that stopped.
@@ -676,6 +720,9 @@ func (n *node) beat(ctx context.Context) error {
 	_, err := n.b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		p.Set(ctx, n.k.alive(n.name), now.UnixMilli(), n.b.cfg.nodeTimeout)
 		p.ZAdd(ctx, n.k.nodes(), goredis.Z{Score: float64(now.UnixMilli()), Member: n.name})
+		if n.direct != nil {
+			p.Set(ctx, n.k.addr(n.name), n.direct.advertise, n.b.cfg.nodeTimeout)
+		}
 		return nil
 	})
 	return err
@@ -705,6 +752,7 @@ func (n *node) reap(ctx context.Context) error {
 			n.b.cfg.log.Warn("redis: taking over a dead node's connections", "node", d, "error", err)
 		}
 		n.b.cfg.log.Warn("redis: a node stopped answering; its connections are gone", "node", d, "connections", len(orphans))
+		n.forgetLink(d)
 		n.handle(func() { n.h.NodeLeft(d, orphans) })
 		if err := n.b.rdb.Publish(ctx, n.k.all(), string(frameNodeLeft)+d).Err(); err != nil {
 			return err

@@ -71,10 +71,27 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-func newNode(t *testing.T, addr, name string, opts ...communication.ServerOption) *node {
+// linkMode is how a test's nodes send to one other node: through Redis,
+// or on direct links (WithDirect).
+type linkMode []redis.BackplaneOption
+
+var (
+	viaRedis  linkMode
+	viaDirect = linkMode{redis.WithDirect("127.0.0.1:0", "")}
+)
+
+// eachMode runs test with the nodes sending to one another through Redis,
+// then on direct links.
+func eachMode(t *testing.T, test func(t *testing.T, m linkMode)) {
+	t.Run("redis", func(t *testing.T) { test(t, viaRedis) })
+	t.Run("direct", func(t *testing.T) { test(t, viaDirect) })
+}
+
+func newNode(t *testing.T, addr, name string, m linkMode, opts ...communication.ServerOption) *node {
 	t.Helper()
 	rdb := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
-	bp, err := redis.NewBackplane(rdb, redis.WithHeartbeat(200*time.Millisecond), redis.WithNodeTimeout(2*time.Second), redis.WithLogger(testLogger(t)))
+	bpOpts := append([]redis.BackplaneOption{redis.WithHeartbeat(200 * time.Millisecond), redis.WithNodeTimeout(2 * time.Second), redis.WithLogger(testLogger(t))}, m...)
+	bp, err := redis.NewBackplane(rdb, bpOpts...)
 	require.NoError(t, err)
 	opts = append([]communication.ServerOption{communication.WithBackplane(bp), communication.WithNodeName(name)}, opts...)
 	srv, err := communication.AddServer(opts...)
@@ -140,15 +157,17 @@ func located(t *testing.T, n *node, c *fleetClient) {
 }
 
 // TestRedisCluster runs the cross-node suite on Redis, each node with a
-// Redis client and Backplane of its own.
+// Redis client and Backplane of its own, with and without direct links.
 func TestRedisCluster(t *testing.T) {
-	rs := redistest.Start(t)
-	backplanetest.Run(t, func(t *testing.T, _ string) communication.Backplane {
-		rdb := goredis.NewClient(&goredis.Options{Addr: rs.Addr})
-		t.Cleanup(func() { _ = rdb.Close() })
-		bp, err := redis.NewBackplane(rdb, redis.WithLogger(testLogger(t)))
-		require.NoError(t, err)
-		return bp
+	eachMode(t, func(t *testing.T, m linkMode) {
+		rs := redistest.Start(t)
+		backplanetest.Run(t, func(t *testing.T, _ string) communication.Backplane {
+			rdb := goredis.NewClient(&goredis.Options{Addr: rs.Addr})
+			t.Cleanup(func() { _ = rdb.Close() })
+			bp, err := redis.NewBackplane(rdb, append(linkMode{redis.WithLogger(testLogger(t))}, m...)...)
+			require.NoError(t, err)
+			return bp
+		})
 	})
 }
 
@@ -182,73 +201,79 @@ func requireLost(t *testing.T, done <-chan error, why string) {
 // answering and stops renewing its liveness) fails within the node
 // timeout, and the dead node's connections are forgotten.
 func TestRedisNodeDies(t *testing.T) {
-	rs := redistest.Start(t)
-	a := newNode(t, rs.Addr, "a")
-	b := newNode(t, rs.Addr, "b")
-	c := connect(t, b, 1)
-	located(t, a, c)
+	eachMode(t, func(t *testing.T, m linkMode) {
+		rs := redistest.Start(t)
+		a := newNode(t, rs.Addr, "a", m)
+		b := newNode(t, rs.Addr, "b", m)
+		c := connect(t, b, 1)
+		located(t, a, c)
 
-	done := hangOn(t, a, c)
-	// b dies: its link to Redis and its clients' connections are cut at
-	// once, with no goodbye.
-	require.NoError(t, b.rdb.Close())
-	b.http.CloseClientConnections()
-	requireLost(t, done, "the request outlived its node by far more than the node timeout")
-	_, err := communication.Send[EchoBack](ctxT(t, 5*time.Second), a.To(c.ConnectionID()), Echo{})
-	require.ErrorIs(t, err, communication.ErrNotConnected, "the dead node's connections are forgotten")
+		done := hangOn(t, a, c)
+		// b dies: its link to Redis and its clients' connections are cut at
+		// once, with no goodbye.
+		require.NoError(t, b.rdb.Close())
+		b.http.CloseClientConnections()
+		requireLost(t, done, "the request outlived its node by far more than the node timeout")
+		_, err := communication.Send[EchoBack](ctxT(t, 5*time.Second), a.To(c.ConnectionID()), Echo{})
+		require.ErrorIs(t, err, communication.ErrNotConnected, "the dead node's connections are forgotten")
+	})
 }
 
 // TestRedisRestart: Redis killed and started again, empty: requests in
 // flight between nodes fail, and once the link is back the nodes claim
 // their connections again and traffic crosses nodes as before.
 func TestRedisRestart(t *testing.T) {
-	rs := redistest.Start(t)
-	a := newNode(t, rs.Addr, "a")
-	b := newNode(t, rs.Addr, "b")
-	c := connect(t, b, 1)
-	located(t, a, c)
+	eachMode(t, func(t *testing.T, m linkMode) {
+		rs := redistest.Start(t)
+		a := newNode(t, rs.Addr, "a", m)
+		b := newNode(t, rs.Addr, "b", m)
+		c := connect(t, b, 1)
+		located(t, a, c)
 
-	done := hangOn(t, a, c)
-	rs.Kill()
-	requireLost(t, done, "a request in flight outlived the link")
-	rs.Restart()
-	located(t, a, c)
-	got, err := communication.Send[EchoBack](ctxT(t, 10*time.Second), a.To(c.ConnectionID()), Echo{N: 5})
-	require.NoError(t, err)
-	require.Equal(t, 51, got.N)
-	require.NoError(t, a.PostAll(ctxT(t, 5*time.Second), Note{Text: "after restart"}))
-	require.Equal(t, "after restart", recv(t, c.notes, "broadcast after restart").Text)
+		done := hangOn(t, a, c)
+		rs.Kill()
+		requireLost(t, done, "a request in flight outlived the link")
+		rs.Restart()
+		located(t, a, c)
+		got, err := communication.Send[EchoBack](ctxT(t, 10*time.Second), a.To(c.ConnectionID()), Echo{N: 5})
+		require.NoError(t, err)
+		require.Equal(t, 51, got.N)
+		require.NoError(t, a.PostAll(ctxT(t, 5*time.Second), Note{Text: "after restart"}))
+		require.Equal(t, "after restart", recv(t, c.notes, "broadcast after restart").Text)
+	})
 }
 
 // TestRedisSubscriptions: a subscriber on one node makes the clients of
 // another see HasSubscribers, through Redis.
 func TestRedisSubscriptions(t *testing.T) {
-	rs := redistest.Start(t)
-	a := newNode(t, rs.Addr, "a")
-	b := newNode(t, rs.Addr, "b")
-	changes := make(chan communication.SubscriptionChange, 100)
-	c, err := communication.AddClient(communication.WithServerAddress(b.http.URL),
-		communication.WithSubscriptionHandler(func(ch communication.SubscriptionChange) { changes <- ch }))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.Close() })
-	require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
-	next := func() communication.SubscriptionChange {
-		select {
-		case ch := <-changes:
-			return ch
-		case <-time.After(10 * time.Second):
-			t.Fatal("no subscription change")
-			return communication.SubscriptionChange{}
+	eachMode(t, func(t *testing.T, m linkMode) {
+		rs := redistest.Start(t)
+		a := newNode(t, rs.Addr, "a", m)
+		b := newNode(t, rs.Addr, "b", m)
+		changes := make(chan communication.SubscriptionChange, 100)
+		c, err := communication.AddClient(communication.WithServerAddress(b.http.URL),
+			communication.WithSubscriptionHandler(func(ch communication.SubscriptionChange) { changes <- ch }))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		require.NoError(t, c.Start(ctxT(t, 10*time.Second)))
+		next := func() communication.SubscriptionChange {
+			select {
+			case ch := <-changes:
+				return ch
+			case <-time.After(10 * time.Second):
+				t.Fatal("no subscription change")
+				return communication.SubscriptionChange{}
+			}
 		}
-	}
-	sub, err := communication.Subscribe[Note](ctxT(t, time.Minute), a.Server, "k")
-	require.NoError(t, err)
-	got := next()
-	require.True(t, got.HasSubscribers)
-	require.Equal(t, "k", got.Key)
-	require.True(t, communication.HasSubscribers[Note](c, "k"))
-	require.NoError(t, sub.Close())
-	require.False(t, next().HasSubscribers)
+		sub, err := communication.Subscribe[Note](ctxT(t, time.Minute), a.Server, "k")
+		require.NoError(t, err)
+		got := next()
+		require.True(t, got.HasSubscribers)
+		require.Equal(t, "k", got.Key)
+		require.True(t, communication.HasSubscribers[Note](c, "k"))
+		require.NoError(t, sub.Close())
+		require.False(t, next().HasSubscribers)
+	})
 }
 
 // TestRedisClientRecords: with the Redis repository every node lists every
@@ -272,8 +297,8 @@ func TestRedisClientRecords(t *testing.T) {
 	recA := goredis.NewClient(&goredis.Options{Addr: rs.Addr})
 	recB := goredis.NewClient(&goredis.Options{Addr: rs.Addr})
 	t.Cleanup(func() { _ = recA.Close(); _ = recB.Close() })
-	a := newNode(t, rs.Addr, "a", stateFor(recA, &disconnectsA))
-	b := newNode(t, rs.Addr, "b", stateFor(recB, &disconnectsB))
+	a := newNode(t, rs.Addr, "a", viaRedis, stateFor(recA, &disconnectsA))
+	b := newNode(t, rs.Addr, "b", viaDirect, stateFor(recB, &disconnectsB))
 	onA := connect(t, a, 0)
 	onB := connect(t, b, 1)
 	located(t, a, onB)
