@@ -9,7 +9,9 @@ package redis_test
 //   - ours: one Server without a Backplane, the sender and the clients on
 //     it (what ../bench measures as ours);
 //   - redis: Servers joined by a Backplane over Redis, the sender on one
-//     node and the clients on others.
+//     node and the clients on others;
+//   - direct: the same with WithDirect: what one node sends another goes
+//     on a TCP link between them (broadcasts still cross Redis).
 //
 // They report msgs/s (round trips per second for requests, deliveries per
 // second for broadcasts); allocations are those of the whole process, all
@@ -69,9 +71,10 @@ const (
 // one node to a client of another (Server.Post locates the connection in
 // Redis and publishes the message to its node).
 func BenchmarkClusterPost(b *testing.B) {
-	single, cross := newBenchPair(b)
+	single, cross, direct := newBenchPair(b)
 	b.Run("server-to-client/json/ours", func(b *testing.B) { benchPost(b, single) })
 	b.Run("server-to-client/json/redis", func(b *testing.B) { benchPost(b, cross) })
+	b.Run("server-to-client/json/direct", func(b *testing.B) { benchPost(b, direct) })
 }
 
 // BenchmarkClusterRequest measures request-response round trips from a
@@ -80,9 +83,10 @@ func BenchmarkClusterPost(b *testing.B) {
 // Server.To(id), a SendHandler echoing on the client. For redis the node
 // holding the connection runs the request and publishes the answer back.
 func BenchmarkClusterRequest(b *testing.B) {
-	single, cross := newBenchPair(b)
+	single, cross, direct := newBenchPair(b)
 	b.Run("server-to-client/inflight=64/json/ours", func(b *testing.B) { benchRequest(b, single, 64) })
 	b.Run("server-to-client/inflight=64/json/redis", func(b *testing.B) { benchRequest(b, cross, 64) })
+	b.Run("server-to-client/inflight=64/json/direct", func(b *testing.B) { benchRequest(b, direct, 64) })
 }
 
 // BenchmarkClusterBroadcast measures Server.PostAll to benchFleet clients:
@@ -106,31 +110,33 @@ type benchTarget struct {
 }
 
 // newBenchPair starts, for the life of b, one Server with one client, and
-// two nodes over Redis with one client on the second; the sender of the
-// second pair is the first node. They serve every run of b's
-// sub-benchmarks.
-func newBenchPair(b *testing.B) (single, cross benchTarget) {
+// twice two nodes over Redis (without and with direct links) with one
+// client on the second; the sender of each pair is its first node. They
+// serve every run of b's sub-benchmarks.
+func newBenchPair(b *testing.B) (single, cross, direct benchTarget) {
 	rs := redistest.Start(b)
 	one := newBenchCluster(b, "", 1)
 	one.connect(b, 0, 1)
-	two := newBenchCluster(b, rs.Addr, 2)
-	two.connect(b, 1, 1)
 	single = benchTarget{from: one.nodes[0].srv, to: one.nodes[0].clients[0].ConnectionID(), got: &one.got}
-	cross = benchTarget{from: two.nodes[0].srv, to: two.nodes[1].clients[0].ConnectionID(), got: &two.got}
-	// The second node claims the connection in Redis a moment after the
-	// client's Start returns: wait until the first node finds it.
-	deadline := time.Now().Add(benchWait)
-	for {
-		_, err := communication.Send[BenchPong](context.Background(), cross.from.To(cross.to), benchPing(0))
-		if err == nil {
-			break
+	pair := func(opts ...redis.BackplaneOption) benchTarget {
+		two := newBenchCluster(b, rs.Addr, 2, opts...)
+		two.connect(b, 1, 1)
+		t := benchTarget{from: two.nodes[0].srv, to: two.nodes[1].clients[0].ConnectionID(), got: &two.got}
+		// The second node claims the connection in Redis a moment after
+		// the client's Start returns: wait until the first node finds it.
+		deadline := time.Now().Add(benchWait)
+		for {
+			_, err := communication.Send[BenchPong](context.Background(), t.from.To(t.to), benchPing(0))
+			if err == nil {
+				return t
+			}
+			if !errors.Is(err, communication.ErrNotConnected) || time.Now().After(deadline) {
+				b.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		if !errors.Is(err, communication.ErrNotConnected) || time.Now().After(deadline) {
-			b.Fatal(err)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	return single, cross
+	return single, pair(redis.WithPrefix("bench-redis")), pair(redis.WithPrefix("bench-direct"), redis.WithDirect("127.0.0.1:0", ""))
 }
 
 func benchPost(b *testing.B, t benchTarget) {
@@ -230,23 +236,23 @@ type benchNode struct {
 
 // newBenchCluster starts the nodes; they stop when tb ends. Each node has
 // its own Redis client, as separate processes would, with go-redis's and
-// the Backplane's defaults.
-func newBenchCluster(tb testing.TB, redisAddr string, nodes int) *benchCluster {
+// the Backplane's defaults but opts.
+func newBenchCluster(tb testing.TB, redisAddr string, nodes int, opts ...redis.BackplaneOption) *benchCluster {
 	tb.Helper()
 	c := &benchCluster{}
 	tb.Cleanup(c.close)
 	for range nodes {
 		n := &benchNode{}
-		var opts []communication.ServerOption
+		var sopts []communication.ServerOption
 		if redisAddr != "" {
 			n.rdb = goredis.NewClient(&goredis.Options{Addr: redisAddr})
-			bp, err := redis.NewBackplane(n.rdb)
+			bp, err := redis.NewBackplane(n.rdb, opts...)
 			if err != nil {
 				tb.Fatal(err)
 			}
-			opts = append(opts, communication.WithBackplane(bp))
+			sopts = append(sopts, communication.WithBackplane(bp))
 		}
-		srv, err := communication.AddServer(opts...)
+		srv, err := communication.AddServer(sopts...)
 		if err != nil {
 			if n.rdb != nil {
 				_ = n.rdb.Close()

@@ -1,10 +1,11 @@
 // Command benchtable runs the benchmarks of ./bench and ./redis and prints
 // Markdown tables: each operation measured with this library (ours), raw
 // github.com/philippseith/signalr and a raw github.com/coder/websocket
-// connection, their ratios, allocations, and the targets of the
-// performance issue; then, from ./redis, operations across nodes through
-// a Redis Backplane (impl redis) beside the same operations on one node
-// (impl ours). Every number is the median over -count runs.
+// connection, their ratios, allocations, and the performance targets;
+// then, from ./redis, operations across nodes through a Redis Backplane
+// (impl redis), and with direct links between the nodes (impl direct),
+// beside the same operations on one node (impl ours). Every number is the
+// median over -count runs.
 //
 // Run it from the module root (make bench does):
 //
@@ -233,7 +234,7 @@ type row struct {
 	target target
 }
 
-// target is the performance issue's goal for a row.
+// target is the performance goal for a row.
 type target struct {
 	text string
 	// minSR and minWS are the least ratios ours/raw for rates; maxSR the
@@ -322,23 +323,29 @@ func printTable(w io.Writer, res results) bool {
 }
 
 // clusterRow is one line of the table across nodes: impl redis (the
-// clients on other nodes than the sender, through Redis) beside impl ours
-// (everything on one node).
+// clients on other nodes than the sender, through Redis) or direct (the
+// same with direct links between the nodes) beside impl ours (everything
+// on one node).
 type clusterRow struct {
 	label, unit string
 	op, proto   string
-	// minRatio is the least redis/ours; 0 for no target.
+	impl        string // "redis" or "direct"
+	// minRatio is the least impl/ours; 0 for no target.
 	minRatio float64
 }
 
 func clusterRows() []clusterRow {
 	return []clusterRow{
 		{label: "post to a client on another node, JSON", unit: "msgs/s",
-			op: "ClusterPost/server-to-client", proto: "json"},
+			op: "ClusterPost/server-to-client", proto: "json", impl: "redis"},
+		{label: "post to a client on another node, direct links, JSON", unit: "msgs/s",
+			op: "ClusterPost/server-to-client", proto: "json", impl: "direct"},
 		{label: "request to a client on another node, 64 in flight, JSON", unit: "round trips/s",
-			op: "ClusterRequest/server-to-client/inflight=64", proto: "json", minRatio: 0.5},
+			op: "ClusterRequest/server-to-client/inflight=64", proto: "json", impl: "redis", minRatio: 0.5},
+		{label: "request to a client on another node, 64 in flight, direct links, JSON", unit: "round trips/s",
+			op: "ClusterRequest/server-to-client/inflight=64", proto: "json", impl: "direct", minRatio: 0.5},
 		{label: "broadcast to 3 nodes x 1,000 clients vs 3,000 on one node, JSON (allocs, B per broadcast)", unit: "deliveries/s",
-			op: "ClusterBroadcast/clients=3000", proto: "json", minRatio: 0.5},
+			op: "ClusterBroadcast/clients=3000", proto: "json", impl: "redis", minRatio: 0.5},
 	}
 }
 
@@ -346,11 +353,11 @@ func clusterRows() []clusterRow {
 // after a blank line when a table came before.
 func printClusterTable(w io.Writer, res results, after bool) {
 	t := &table{w: w, after: after,
-		header: "| across nodes | unit | one node | cross-node (Redis) | cross/one | allocs/op one node | allocs/op cross-node | B/op one node | B/op cross-node | target |",
+		header: "| across nodes | unit | one node | cross-node | cross/one | allocs/op one node | allocs/op cross-node | B/op one node | B/op cross-node | target |",
 		align:  "|---|---|--:|--:|--:|--:|--:|--:|--:|---|"}
 	for _, r := range clusterRows() {
 		one := res.get(key{r.op, r.proto, "ours"}, "msgs/s")
-		cross := res.get(key{r.op, r.proto, "redis"}, "msgs/s")
+		cross := res.get(key{r.op, r.proto, r.impl}, "msgs/s")
 		if math.IsNaN(one) && math.IsNaN(cross) {
 			continue
 		}
@@ -367,8 +374,8 @@ func printClusterTable(w io.Writer, res results, after bool) {
 			}
 		}
 		cells := []string{r.label, r.unit, num(one), num(cross), ratio(cross, one),
-			num(res.get(key{r.op, r.proto, "ours"}, "allocs/op")), num(res.get(key{r.op, r.proto, "redis"}, "allocs/op")),
-			num(res.get(key{r.op, r.proto, "ours"}, "B/op")), num(res.get(key{r.op, r.proto, "redis"}, "B/op")),
+			num(res.get(key{r.op, r.proto, "ours"}, "allocs/op")), num(res.get(key{r.op, r.proto, r.impl}, "allocs/op")),
+			num(res.get(key{r.op, r.proto, "ours"}, "B/op")), num(res.get(key{r.op, r.proto, r.impl}, "B/op")),
 			target}
 		t.row(cells...)
 	}
