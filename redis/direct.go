@@ -65,9 +65,9 @@ type directConfig struct {
 
 // WithDirect makes the node carry what it sends to one other node
 // (requests, their replies, posts to a connection) over a TCP connection of
-// its own to that node, instead of through Redis: about twice the round
-// trips per second across nodes. Redis stays the directory, the heartbeat
-// and the path of broadcasts. listen is the address the node accepts other
+// its own to that node, instead of through Redis: one write and one read
+// instead of a PUBLISH, Redis's work and its acknowledgement. Redis stays
+// the directory, the heartbeat and the path of broadcasts. listen is the address the node accepts other
 // nodes on ("host:port"; port 0 picks a free one); advertise is the
 // address the others dial, stored in Redis (empty: the listener's own
 // address, right when listen names an address the others reach).
