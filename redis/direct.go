@@ -463,13 +463,14 @@ func (d *direct) dial(l *link) (net.Conn, error) {
 	err = d.greet(ctx, c, l.to)
 	if !stop() || err != nil {
 		d.untrack(c)
-		return nil, cmpErr(err, ctx.Err())
+		return nil, firstErr(err, ctx.Err())
 	}
 	_ = c.SetDeadline(time.Time{})
 	return c, nil
 }
 
-func cmpErr(err, alt error) error {
+// firstErr is err, or alt when err is nil.
+func firstErr(err, alt error) error {
 	if err != nil {
 		return err
 	}
@@ -504,7 +505,7 @@ func (d *direct) greet(ctx context.Context, c net.Conn, to string) error {
 	}
 	var ok [1]byte
 	if _, err := io.ReadFull(c, ok[:]); err != nil || ok[0] != directOK {
-		return fmt.Errorf("the node refused the link: %v", cmpErr(err, errors.New("no confirmation")))
+		return fmt.Errorf("the node refused the link: %v", firstErr(err, errors.New("no confirmation")))
 	}
 	return nil
 }
