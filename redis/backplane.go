@@ -312,18 +312,7 @@ func (n *node) publisher() {
 			n.drainPublications(errors.New("redis: the node has left"))
 			return
 		}
-		// Let the publishers that are ready queue theirs first: one
-		// round trip then carries several.
-		runtime.Gosched()
-	more:
-		for len(batch) < maxPipeline {
-			select {
-			case p := <-n.out:
-				batch = append(batch, p)
-			default:
-				break more
-			}
-		}
+		batch = gather(n.out, batch, maxPipeline)
 		groups, frames = groupPublications(batch, groups[:0], frames)
 		ctx, cancel := context.WithTimeout(n.life, n.b.cfg.nodeTimeout)
 		cmds = cmds[:0]
@@ -353,6 +342,22 @@ func (n *node) publisher() {
 		}
 		clear(batch)
 	}
+}
+
+// gather appends to batch what waits on ch, up to max in all, after
+// letting the senders that are ready queue theirs first: one round trip (a
+// pipeline, a write) then carries several.
+func gather[T any](ch <-chan T, batch []T, max int) []T {
+	runtime.Gosched()
+	for len(batch) < max {
+		select {
+		case v := <-ch:
+			batch = append(batch, v)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // group is one PUBLISH: the publications batch[from:to] that share a

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"sync"
 	"time"
 
@@ -28,9 +27,9 @@ import (
 //
 // A link is one-way: node A dials node B to send it messages, and B dials
 // A for the other way. One goroutine writes a link, in the order of
-// Publish, and one reads it on the other side and hands what it reads to
-// the node's inbox, in order: messages from one node to another keep their
-// order. A link that fails is not replaced by Redis (the order would be
+// Publish, and one reads it on the other side and calls the node's handler
+// with what it reads, in order (taking turns with the inbox's goroutine):
+// messages from one node to another keep their order. A link that fails is not replaced by Redis (the order would be
 // lost across the switch): its messages fail until it is dialled again.
 //
 // The nodes prove to each other that they know the cluster's secret, a
@@ -67,10 +66,11 @@ type directConfig struct {
 // (requests, their replies, posts to a connection) over a TCP connection of
 // its own to that node, instead of through Redis: one write and one read
 // instead of a PUBLISH, Redis's work and its acknowledgement. Redis stays
-// the directory, the heartbeat and the path of broadcasts. listen is the address the node accepts other
-// nodes on ("host:port"; port 0 picks a free one); advertise is the
-// address the others dial, stored in Redis (empty: the listener's own
-// address, right when listen names an address the others reach).
+// the directory, the heartbeat and the path of broadcasts. listen is the
+// address the node accepts other nodes on ("host:port"; port 0 picks a
+// free one); advertise is the address the others dial, stored in Redis
+// (empty: the listener's own address, right when listen names an address
+// the others reach).
 //
 // Nodes prove to each other that they know a secret kept in Redis; the
 // link is not encrypted. Messages to one node keep their order; if its
@@ -92,9 +92,12 @@ type direct struct {
 	// a flood of them costs a bounded number of goroutines.
 	handshakes chan struct{}
 
+	// links holds the link to each node this node sent to (*link): read
+	// without a lock by every message, written under mu.
+	links sync.Map
+
 	mu    sync.Mutex
-	known []byte // the cluster's secret, as last read
-	links map[string]*link
+	known []byte                // the cluster's secret, as last read
 	conns map[net.Conn]struct{} // accepted and dialled, closed on leave
 	wg    sync.WaitGroup
 }
@@ -109,12 +112,15 @@ type link struct {
 	to   string
 	addr string // "": the node has no direct address; use Redis
 	// until is when a link without an address, or a failed one, is
-	// looked up again.
+	// looked up again. Set when the link is made, and again by fail
+	// before it closes dead: read once dead is seen closed, it needs no
+	// lock.
 	until time.Time
 	out   chan []byte
 	up    chan struct{} // closed once the link is dialled and checked
 	dead  chan struct{} // closed when the link failed
 	err   error         // why; set before dead is closed
+	once  sync.Once     // fail's
 }
 
 func (n *node) startDirect(ctx context.Context, cfg directConfig) error {
@@ -123,7 +129,7 @@ func (n *node) startDirect(ctx context.Context, cfg directConfig) error {
 		return fmt.Errorf("redis: listening for other nodes: %w", err)
 	}
 	d := &direct{n: n, ln: ln, advertise: cfg.advertise, handshakes: make(chan struct{}, maxHandshakes),
-		links: make(map[string]*link), conns: make(map[net.Conn]struct{})}
+		conns: make(map[net.Conn]struct{})}
 	if d.advertise == "" {
 		d.advertise = ln.Addr().String()
 	}
@@ -215,10 +221,9 @@ func (d *direct) untrack(c net.Conn) {
 // it looks it up again.
 func (d *direct) forget(node string) {
 	d.mu.Lock()
-	l := d.links[node]
-	delete(d.links, node)
+	v, ok := d.links.LoadAndDelete(node)
 	d.mu.Unlock()
-	if l != nil && l.addr != "" {
+	if l, _ := v.(*link); ok && l.addr != "" {
 		l.fail(fmt.Errorf("%w: the node %s left", errLinkDown, node))
 	}
 }
@@ -269,89 +274,66 @@ func (d *direct) publish(ctx context.Context, node string, msg []byte) (ok bool,
 	}
 }
 
-// current returns the link to node while it stands: a live one, or one
-// that failed or found no address less than a heartbeat ago.
-func (d *direct) current(node string, now time.Time) (*link, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	l := d.links[node]
-	if l == nil {
-		return nil, false
+// standing returns what link returns for the link to node while that
+// stands: a live link, or one that failed or found no address less than a
+// heartbeat ago. A live link costs no lock and no clock.
+func (d *direct) standing(node string) (l *link, ok bool, err error) {
+	v, found := d.links.Load(node)
+	if !found {
+		return nil, false, nil
 	}
+	l = v.(*link)
 	select {
 	case <-l.dead:
-		return l, now.Before(l.until)
+		return nil, time.Now().Before(l.until), l.err
 	default:
-		return l, l.addr != "" || now.Before(l.until)
 	}
+	if l.addr != "" {
+		return l, true, nil
+	}
+	return nil, time.Now().Before(l.until), nil
 }
 
 // link returns the live link to node, dialling it (on the link's
 // goroutine) when there is none; nil when node has no direct address, and
 // the link's error when it failed less than a heartbeat ago.
 func (d *direct) link(ctx context.Context, node string) (*link, error) {
-	now := time.Now()
-	if l, ok := d.current(node, now); ok {
-		return l.usable()
+	if l, ok, err := d.standing(node); ok {
+		return l, err
 	}
 	addr, err := d.n.b.rdb.Get(ctx, d.n.k.addr(node)).Result()
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, fmt.Errorf("redis: looking up the address of node %s: %w", node, err)
 	}
-	if l, ok := d.current(node, now); ok {
-		return l.usable() // another publisher made one meanwhile
-	}
-	l := &link{d: d, to: node, addr: addr, until: now.Add(d.n.b.cfg.heartbeat), up: make(chan struct{}), dead: make(chan struct{})}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if l, ok, err := d.standing(node); ok {
+		return l, err // another publisher made one meanwhile
+	}
 	if d.n.life.Err() != nil {
 		return nil, errors.New("redis: the node has left")
 	}
-	if old := d.links[node]; old != nil && old.addr != "" {
-		// A failed link's goroutine may still be ending: it is not
-		// waited for here.
-		select {
-		case <-old.dead:
-		default:
-			return old, nil
-		}
+	l := &link{d: d, to: node, addr: addr, until: time.Now().Add(d.n.b.cfg.heartbeat), up: make(chan struct{}), dead: make(chan struct{})}
+	if addr != "" {
+		l.out = make(chan []byte, 1024)
 	}
-	d.links[node] = l
+	d.links.Store(node, l)
 	if addr == "" {
 		return nil, nil
 	}
-	l.out = make(chan []byte, 1024)
 	d.wg.Add(1)
 	go l.run()
 	return l, nil
 }
 
-// usable is what link returns for a standing link.
-func (l *link) usable() (*link, error) {
-	select {
-	case <-l.dead:
-		return nil, l.err
-	default:
-	}
-	if l.addr == "" {
-		return nil, nil
-	}
-	return l, nil
-}
-
-// fail marks the link down with err, once, and answers what waits on it.
+// fail marks the link down with err, once, which releases what waits on
+// it.
 func (l *link) fail(err error) {
-	l.d.mu.Lock()
-	select {
-	case <-l.dead:
-		l.d.mu.Unlock()
-		return
-	default:
-	}
-	l.err = err
-	l.until = time.Now().Add(l.d.n.b.cfg.heartbeat)
-	close(l.dead)
-	l.d.mu.Unlock()
+	l.once.Do(func() {
+		l.err = err
+		l.until = time.Now().Add(l.d.n.b.cfg.heartbeat)
+		close(l.dead)
+	})
 }
 
 // run dials the link and writes what is published to it, in order, each
@@ -366,43 +348,37 @@ func (l *link) run() {
 				"node", d.n.name, "to", l.to, "address", l.addr, "error", err)
 		}
 		l.fail(fmt.Errorf("%w: %s at %s: %w", errLinkDown, l.to, l.addr, err))
-		l.drop()
+		l.drop(0)
 		return
 	}
 	defer d.untrack(c)
 	close(l.up)
 	w := bufio.NewWriterSize(c, 64<<10)
+	batch := make([][]byte, 0, maxPipeline)
 	for {
-		var first []byte
 		select {
-		case first = <-l.out:
+		case m := <-l.out:
+			batch = append(batch[:0], m)
 		case <-l.dead:
-			l.drop()
+			l.drop(0)
 			return
 		case <-d.n.life.Done():
 			l.fail(errors.New("redis: the node has left"))
-			l.drop()
+			l.drop(0)
 			return
 		}
+		batch = gather(l.out, batch, maxPipeline)
 		err := c.SetWriteDeadline(time.Now().Add(d.n.b.cfg.nodeTimeout))
-		if err == nil {
-			err = writeMessage(w, first)
-		}
-		// Let the publishers that are ready queue theirs first: one
-		// write then carries several.
-		runtime.Gosched()
-	more:
-		for n := 1; err == nil && n < maxPipeline; n++ {
-			select {
-			case m := <-l.out:
+		for _, m := range batch {
+			if err == nil {
 				err = writeMessage(w, m)
-			default:
-				break more
 			}
 		}
 		if err == nil {
 			err = w.Flush()
 		}
+		written := len(batch)
+		clear(batch) // the messages are not kept past their write
 		if err != nil {
 			err = fmt.Errorf("%w: %s: %w", errLinkDown, l.to, err)
 			if d.n.life.Err() == nil {
@@ -410,16 +386,17 @@ func (l *link) run() {
 					"node", d.n.name, "to", l.to, "error", err)
 			}
 			l.fail(err)
-			l.drop()
+			l.drop(written)
 			return
 		}
 	}
 }
 
-// drop discards what is still queued on a failed link, and counts it in
-// the log.
-func (l *link) drop() {
-	lost := 0
+// drop discards what is still queued on a failed link, and logs how many
+// messages were lost with it: those and inFlight, the ones of the write
+// that failed (some of which may have arrived).
+func (l *link) drop(inFlight int) {
+	lost := inFlight
 	for {
 		select {
 		case <-l.out:
@@ -574,8 +551,8 @@ func (d *direct) accept() {
 	}
 }
 
-// serve checks a link another node dialled, then hands what arrives on it
-// to the node's inbox, in order.
+// serve checks a link another node dialled, then calls the node's handler
+// with what arrives on it, in order.
 func (d *direct) serve(c net.Conn) {
 	defer d.wg.Done()
 	defer d.untrack(c)
