@@ -557,30 +557,25 @@ func (s *Server) ConnectionIDs() []string {
 // it returns once the message is published (at most once: see Backplane).
 // A connection nobody holds is ErrNotConnected.
 func (s *Server) Post(ctx context.Context, connectionID string, msg any) error {
-	if err := s.usable(); err != nil {
-		return err
-	}
-	if sc := s.conn(connectionID); sc != nil {
-		return sc.peer.post(ctx, msg)
-	}
-	l := Location{ConnectionID: connectionID}
-	if s.cluster == nil {
-		return notConnected(l)
-	}
-	return s.cluster.post(ctx, l, msg)
+	return s.post(ctx, Location{ConnectionID: connectionID}, msg)
 }
 
 // PostToInstance sends msg to the client with the given instance
 // (X-Client-Instance) on its newest connection, wherever it is connected,
 // as Post does.
 func (s *Server) PostToInstance(ctx context.Context, instance string, msg any) error {
+	return s.post(ctx, Location{Instance: instance}, msg)
+}
+
+// post sends msg to the connection l names (by id, or else by instance):
+// on this node, or through the node that holds it.
+func (s *Server) post(ctx context.Context, l Location, msg any) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
-	if sc := s.byInstance(instance); sc != nil {
+	if sc := s.local(l); sc != nil {
 		return sc.peer.post(ctx, msg)
 	}
-	l := Location{Instance: instance}
 	if s.cluster == nil {
 		return notConnected(l)
 	}
@@ -607,13 +602,7 @@ func (s *Server) PostAllExcept(ctx context.Context, connectionID string, msg any
 }
 
 func (s *Server) postAll(ctx context.Context, msg any, except string) error {
-	if err := s.usable(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	w, err := wrapWith(s.h, msg)
+	w, err := s.wrapOnce(ctx, msg)
 	if err != nil {
 		return err
 	}
@@ -633,13 +622,7 @@ func (s *Server) postAll(ctx context.Context, msg any, except string) error {
 // stop the others: they are reported after, in an error that matches
 // ErrNotConnected.
 func (s *Server) PostTo(ctx context.Context, connectionIDs []string, msg any) error {
-	if err := s.usable(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	w, err := wrapWith(s.h, msg)
+	w, err := s.wrapOnce(ctx, msg)
 	if err != nil {
 		return err
 	}
@@ -679,6 +662,18 @@ func (s *Server) PostTo(ctx context.Context, connectionIDs []string, msg any) er
 	return errors.Join(errs...)
 }
 
+// wrapOnce encodes a message for several connections, once, after
+// checking that the server and ctx are still live.
+func (s *Server) wrapOnce(ctx context.Context, msg any) (wire.Wrapper, error) {
+	if err := s.usable(); err != nil {
+		return wire.Wrapper{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return wire.Wrapper{}, err
+	}
+	return wrapWith(s.h, msg)
+}
+
 func (s *Server) usable() error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -688,10 +683,15 @@ func (s *Server) usable() error {
 	return nil
 }
 
-func (s *Server) byInstance(instance string) *serverConn {
+// local returns the connection of this node that l names, by id or else by
+// instance; nil when this node holds none.
+func (s *Server) local(l Location) *serverConn {
+	if l.ConnectionID != "" {
+		return s.conn(l.ConnectionID)
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.instances[instance]
+	return s.instances[l.Instance]
 }
 
 // To returns the endpoint of one connected client, for Send: on this node
@@ -718,13 +718,7 @@ func (e serverEndpoint) requester() (requester, error) {
 	if err := e.s.usable(); err != nil {
 		return nil, err
 	}
-	var sc *serverConn
-	if e.loc.ConnectionID != "" {
-		sc = e.s.conn(e.loc.ConnectionID)
-	} else {
-		sc = e.s.byInstance(e.loc.Instance)
-	}
-	if sc != nil {
+	if sc := e.s.local(e.loc); sc != nil {
 		return sc.peer, nil
 	}
 	if e.s.cluster == nil {
