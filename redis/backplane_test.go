@@ -109,6 +109,18 @@ func newNode(t *testing.T, addr, name string, m linkMode, opts ...communication.
 	return n
 }
 
+// twoNodes starts Redis, nodes a and b on it, and a client c of b that a
+// has found.
+func twoNodes(t *testing.T, m linkMode) (rs *redistest.Server, a, b *node, c *fleetClient) {
+	t.Helper()
+	rs = redistest.Start(t)
+	a = newNode(t, rs.Addr, "a", m)
+	b = newNode(t, rs.Addr, "b", m)
+	c = connect(t, b, 1)
+	located(t, a, c)
+	return rs, a, b, c
+}
+
 func connect(t *testing.T, n *node, i int) *fleetClient {
 	t.Helper()
 	fc := &fleetClient{node: i, notes: make(chan Note, 1000), hang: make(chan struct{}, 10)}
@@ -202,11 +214,7 @@ func requireLost(t *testing.T, done <-chan error, why string) {
 // timeout, and the dead node's connections are forgotten.
 func TestRedisNodeDies(t *testing.T) {
 	eachMode(t, func(t *testing.T, m linkMode) {
-		rs := redistest.Start(t)
-		a := newNode(t, rs.Addr, "a", m)
-		b := newNode(t, rs.Addr, "b", m)
-		c := connect(t, b, 1)
-		located(t, a, c)
+		_, a, b, c := twoNodes(t, m)
 
 		done := hangOn(t, a, c)
 		// b dies: its link to Redis and its clients' connections are cut at
@@ -224,11 +232,7 @@ func TestRedisNodeDies(t *testing.T) {
 // their connections again and traffic crosses nodes as before.
 func TestRedisRestart(t *testing.T) {
 	eachMode(t, func(t *testing.T, m linkMode) {
-		rs := redistest.Start(t)
-		a := newNode(t, rs.Addr, "a", m)
-		b := newNode(t, rs.Addr, "b", m)
-		c := connect(t, b, 1)
-		located(t, a, c)
+		rs, a, _, c := twoNodes(t, m)
 
 		done := hangOn(t, a, c)
 		rs.Kill()

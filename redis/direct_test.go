@@ -50,11 +50,7 @@ func TestDirectCarriesNodeToNode(t *testing.T) {
 	const n = 200
 	crossings := map[string]int{}
 	eachMode(t, func(t *testing.T, m linkMode) {
-		rs := redistest.Start(t)
-		a := newNode(t, rs.Addr, "a", m)
-		b := newNode(t, rs.Addr, "b", m)
-		c := connect(t, b, 1)
-		located(t, a, c)
+		rs, a, _, c := twoNodes(t, m)
 
 		before := publishes(t, rs.Addr)
 		for i := range n {
