@@ -389,13 +389,16 @@ func (c *cluster) serveRequest(e envelope) {
 			c.s.log.Debug("communication: reply to another node not sent", "node", e.From, "error", err)
 		}
 	}
+	// Replies go out on goroutines of their own: the caller is the
+	// Backplane's delivery, which a publication waiting for room (or for
+	// a link to the node to be dialled) must not hold up.
 	sc := c.s.conn(e.Conn)
 	if sc == nil {
-		reply(wire.Wrapper{}, notConnected(Location{ConnectionID: e.Conn}))
+		go reply(wire.Wrapper{}, notConnected(Location{ConnectionID: e.Conn}))
 		return
 	}
 	if ok, _ := c.served.tryAcquire(); !ok {
-		reply(wire.Wrapper{}, errTooManyRemote)
+		go reply(wire.Wrapper{}, errTooManyRemote)
 		return
 	}
 	go func() {
