@@ -64,6 +64,11 @@ type BackplaneHandler interface {
 	// LinkRestored reports that the link is back: the node claims its
 	// connections again, as the cluster may have forgotten them.
 	LinkRestored()
+	// MessagesLost reports that messages from node may have been lost
+	// although node may still be in the cluster (a connection that
+	// carried them ended): the requests waiting on node fail with
+	// ErrConnectionLost rather than at their deadline.
+	MessagesLost(node string, err error)
 }
 
 // Location is where a connection is held.

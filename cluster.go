@@ -522,6 +522,13 @@ func (h clusterHandler) NodeLeft(node string, orphans []Location) {
 	}
 }
 
+// MessagesLost fails the requests waiting on the node: their replies may
+// have been among what was lost.
+func (h clusterHandler) MessagesLost(node string, err error) {
+	h.c.s.log.Warn("communication: messages from a node may have been lost; its requests fail", "node", node, "error", err)
+	h.c.fail(node, fmt.Errorf("messages from the node %s holding the connection were lost: %w", node, err))
+}
+
 func (h clusterHandler) LinkLost(err error) {
 	h.c.s.log.Warn("communication: lost the link to the cluster", "error", err)
 	_ = h.c.s.tel.backplaneCall(opLink, time.Time{}, err)

@@ -573,9 +573,18 @@ func (d *direct) serve(c net.Conn) {
 	for {
 		msg, err := readMessage(r)
 		if err != nil {
-			if d.n.life.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			if d.n.life.Err() != nil {
+				return
+			}
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				d.n.b.cfg.log.Warn("redis: a direct link from a node ended", "node", d.n.name, "from", from, "error", err)
 			}
+			// What the node sent after the last message read is lost:
+			// replies among it would leave requests waiting for their
+			// deadline.
+			d.n.calling.Lock()
+			d.n.h.MessagesLost(from, fmt.Errorf("the direct link from %s ended: %w", from, err))
+			d.n.calling.Unlock()
 			return
 		}
 		msgs = append(msgs, msg)

@@ -308,3 +308,112 @@ func TestDirectOptions(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, srv.Close())
 }
+
+// cutter is a TCP proxy to target whose connections a test can cut, as a
+// network fault would.
+type cutter struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newCutter(t *testing.T, target string) *cutter {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &cutter{ln: ln, target: target}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *cutter) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, in, out)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(in, out)
+		go p.pipe(out, in)
+	}
+}
+
+func (p *cutter) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	_, _ = io.Copy(dst, src)
+	_ = dst.Close()
+	_ = src.Close()
+}
+
+// cut closes every connection through the proxy.
+func (p *cutter) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// TestDirectLinkCutFailsRequests: when the link that carries b's replies
+// to a is cut while b stays in the cluster, a's requests waiting on b
+// fail at once with ErrConnectionLost (not at their deadline, a minute
+// away, nor at a node timeout: b never stops renewing its liveness); then
+// b dials a again and requests go through.
+func TestDirectLinkCutFailsRequests(t *testing.T) {
+	rs := redistest.Start(t)
+	// a listens behind a proxy: b's link to a goes through it.
+	listen := freeAddr(t)
+	proxy := newCutter(t, listen)
+	a := newNode(t, rs.Addr, "a", linkMode{redis.WithDirect(listen, proxy.ln.Addr().String())})
+	b := newNode(t, rs.Addr, "b", viaDirect)
+	c := connect(t, b, 1)
+	located(t, a, c)
+	got, err := communication.Send[EchoBack](ctxT(t, 10*time.Second), a.To(c.ConnectionID()), Echo{N: 1})
+	require.NoError(t, err)
+	require.Equal(t, 11, got.N)
+
+	done := hangOn(t, a, c)
+	proxy.cut()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, communication.ErrConnectionLost)
+		require.ErrorContains(t, err, "direct link from b ended")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request waited on after the link carrying its reply was cut")
+	}
+
+	// b's next reply finds its link cut (and is lost); a heartbeat later
+	// it dials a again.
+	require.Eventually(t, func() bool {
+		got, err := communication.Send[EchoBack](ctxT(t, time.Second), a.To(c.ConnectionID()), Echo{N: 2})
+		return err == nil && got.N == 21
+	}, 20*time.Second, 10*time.Millisecond, "requests never went through again")
+}
